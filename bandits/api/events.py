@@ -1,0 +1,36 @@
+"""Decision routes: choose, rewards, activate, look-up (loop keys or admin keys)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from bandits.api.http import json_body, json_response, require_loop, services
+from bandits.schemas import ChooseRequest, RewardRequest, parse
+
+bp = Blueprint("events", __name__, url_prefix="/v1/loops/<loop>")
+
+
+@bp.post("/choose")
+def choose(loop: str):
+    runtime = require_loop(loop)
+    request = parse(ChooseRequest, json_body("InvalidChooseRequest"), "InvalidChooseRequest")
+    return json_response(services().decisions.choose(runtime, request), 201)
+
+
+@bp.post("/events/<path:event_id>/rewards")
+def rewards(loop: str, event_id: str):
+    runtime = require_loop(loop)
+    request = parse(RewardRequest, json_body("InvalidRewardRequest"), "InvalidRewardRequest")
+    return json_response(services().decisions.reward(runtime, event_id, request), 202)
+
+
+@bp.post("/events/<path:event_id>/activate")
+def activate(loop: str, event_id: str):
+    runtime = require_loop(loop)
+    return json_response(services().decisions.activate(runtime, event_id), 202)
+
+
+@bp.get("/events/<path:event_id>")
+def event(loop: str, event_id: str):
+    runtime = require_loop(loop)
+    return json_response(services().decisions.event(runtime, event_id))

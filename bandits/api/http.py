@@ -1,0 +1,65 @@
+"""Request reading, replies and authorisation shared by the blueprints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Response, current_app, request
+
+from bandits.errors import ApiError
+from bandits.services.runtime import LoopRuntime
+from bandits.store.loops import KeyGrant
+
+
+def services():
+    return current_app.extensions["bandits"]
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+def json_body(code: str) -> Any:
+    """The request's JSON object; 415 for another content type, 400 for malformed JSON."""
+    if request.mimetype != "application/json":
+        raise ApiError(415, "UnsupportedMediaType", "send the body as Content-Type: application/json")
+    raw = request.get_data(cache=False)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "MalformedJson", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, code, "the body must be a JSON object")
+    return body
+
+
+def authenticate() -> KeyGrant:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if not header:
+        raise ApiError(401, "Unauthorized", "send an API key as `Authorization: Bearer <key>`")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "Unauthorized", "the Authorization header must be `Bearer <key>`")
+    grant = services().keys.resolve(key.strip())
+    if grant is None:
+        raise ApiError(401, "Unauthorized", "the API key is not valid (unknown or revoked)")
+    return grant
+
+
+def require_admin() -> KeyGrant:
+    grant = authenticate()
+    if grant.loop_id is not None:
+        raise ApiError(403, "Forbidden", "this route needs an admin key; a loop key was given")
+    return grant
+
+
+def require_loop(name: str) -> LoopRuntime:
+    """The loop, if the presented key may use it (its own loop key or an admin key)."""
+    grant = authenticate()
+    loop = services().loops.get(name)
+    if loop is None:
+        raise ApiError(404, "LoopNotFound", f"no loop named {name!r}", "loop")
+    if grant.loop_id is not None and grant.loop_id != loop.loop_id:
+        raise ApiError(403, "Forbidden", f"this key does not belong to loop {name!r}")
+    return loop

@@ -1,0 +1,198 @@
+"""The ``bandits`` command line (click)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import orjson
+
+from bandits.config import ConfigError, Settings, load_settings
+from bandits.errors import ApiError
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _database():
+    from bandits.store.db import Database
+
+    return Database(_settings(), pool_size=2)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _run(action):
+    try:
+        return action()
+    except ApiError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+@click.group()
+@click.version_option(package_name="bandits")
+def main() -> None:
+    """bandits: a contextual-bandit decision service. Settings come from BANDITS_* variables."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Gunicorn worker processes.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="Threads per worker (gthread); their decisions share group commits.")
+@click.option("--demo/--no-demo", default=True, show_default=True,
+              help="Create the `demo` loop on first start.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+def serve(host: str, port: int, workers: int, threads: int, demo: bool, access_log: bool) -> None:
+    """Run the HTTP api under gunicorn."""
+    from bandits.server import GunicornServer, gunicorn_options
+    from bandits.services.loops import bootstrap
+    from bandits.store import migrate
+
+    settings = _settings()
+    db = _database()
+    if migrate.pending(db.engine):
+        if not settings.is_sqlite:
+            raise click.ClickException("the database schema is behind; run `bandits db upgrade` first")
+        migrate.upgrade(db.engine)
+    for line in bootstrap(db, admin_key_from_env=bool(settings.admin_key), demo=demo):
+        click.echo(line)
+    db.dispose()
+    click.echo(f"bandits serving on http://{host}:{port} ({workers} workers x {threads} threads, "
+               f"database {db.engine.url.render_as_string(hide_password=True)})")
+    sys.stdout.flush()
+    GunicornServer(settings, gunicorn_options(host, port, workers, threads, access_log)).run()
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True)
+def upgrade(revision: str) -> None:
+    """Apply the Alembic migrations in migrations/."""
+    from bandits.store import migrate
+
+    database = _database()
+    migrate.upgrade(database.engine, revision)
+    click.echo(f"database at {revision}: {database.engine.url.render_as_string(hide_password=True)}")
+
+
+@main.group()
+def loops() -> None:
+    """Create, show and configure loops."""
+
+
+def _loop_service():
+    from bandits.services.loops import LoopService
+
+    return LoopService(_database())
+
+
+def _json_or_string(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def _assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
+    changes = {}
+    for pair in pairs:
+        field, sep, value = pair.partition("=")
+        if not sep or not field:
+            raise click.BadParameter(f"{pair!r} is not FIELD=VALUE", param_hint="SETTINGS")
+        changes[field] = _json_or_string(value)
+    return changes
+
+
+@loops.command("create")
+@click.argument("name")
+@click.argument("settings", nargs=-1)
+@click.option("--config", "config_json", help="The whole config as JSON (or @file.json).")
+def loops_create(name: str, settings: tuple[str, ...], config_json: str | None) -> None:
+    """Create loop NAME; SETTINGS are FIELD=VALUE (VALUE as JSON when it parses)."""
+    from bandits.schemas import LoopCreate, parse
+
+    config = _config_argument(config_json)
+    config.update(_assignments(settings))
+    request = _run(lambda: parse(LoopCreate, {"name": name, "config": config}, "InvalidLoopRequest"))
+    created = _run(lambda: _loop_service().create(request.name, request.config))
+    _print_json(created)
+    click.echo("The key above is shown once; keep it.", err=True)
+
+
+def _config_argument(config_json: str | None) -> dict[str, Any]:
+    if config_json is None:
+        return {}
+    text = open(config_json[1:]).read() if config_json.startswith("@") else config_json
+    value = _json_or_string(text)
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--config")
+    return value
+
+
+@loops.command("show")
+@click.argument("name")
+def loops_show(name: str) -> None:
+    """Print loop NAME's config."""
+    _print_json(_run(lambda: _loop_service().get(name)))
+
+
+@loops.command("list")
+def loops_list() -> None:
+    """List loops."""
+    for loop in _run(lambda: _loop_service().list()):
+        click.echo(f"{loop['name']}\t{loop['kind']}\tconfig v{loop['config_version']}")
+
+
+@loops.command("set")
+@click.argument("name")
+@click.argument("settings", nargs=-1, required=True)
+def loops_set(name: str, settings: tuple[str, ...]) -> None:
+    """Change loop NAME: FIELD=VALUE ... (e.g. vw_args='-q ua' max_actions=50)."""
+    result = _run(lambda: _loop_service().patch(name, _assignments(settings)))
+    _print_json(result)
+    if result["model_reset"]:
+        click.echo("This change starts a new model.", err=True)
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--loop", "loop_name", default=None, help="A key for this loop (default: an admin key).")
+def keys_create(loop_name: str | None) -> None:
+    """Create a key and print it (shown once)."""
+    click.echo(_run(lambda: _loop_service().create_key(loop_name)))
+
+
+@keys.command("revoke")
+@click.argument("prefix")
+def keys_revoke(prefix: str) -> None:
+    """Revoke the keys whose first 8 characters are PREFIX."""
+    from bandits.store.loops import revoke_key
+
+    database = _database()
+    with database.session() as session:
+        count = revoke_key(prefix, session=session)
+    if count == 0:
+        raise click.ClickException(f"no live key starts with {prefix[:8]!r}")
+    click.echo(f"revoked {count} key(s)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Featurisation, sampling and everything that touches Vowpal Wabbit (no HTTP, no ORM)."""

@@ -1,0 +1,101 @@
+"""The only module that imports ``vowpalwabbit``.
+
+A :class:`Policy` holds one VW workspace for a loop and predicts PMFs over ADF examples. VW
+workspaces are not thread-safe, so predictions take a lock (a predict over ten actions costs tens
+of microseconds).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import vowpalwabbit
+
+from bandits.loop_config import Bag, Cover, Epsilon, LoopConfig, RND, Softmax, SquareCB
+
+
+class VwArgsError(ValueError):
+    """VW refused the arguments; the message is VW's own."""
+
+
+def exploration_args(config: LoopConfig) -> str:
+    exploration = config.exploration
+    if isinstance(exploration, SquareCB):
+        return (
+            f"--squarecb --gamma_scale {exploration.gamma_scale:g}"
+            f" --gamma_exponent {exploration.gamma_exponent:g}"
+        )
+    if isinstance(exploration, Epsilon):
+        return f"--epsilon {exploration.epsilon:g}"
+    if isinstance(exploration, Softmax):
+        return f"--softmax --lambda {exploration.lambda_:g}"
+    if isinstance(exploration, Bag):
+        return f"--bag {exploration.size} --epsilon {exploration.epsilon:g}"
+    if isinstance(exploration, Cover):
+        return f"--cover {exploration.size} --epsilon {exploration.epsilon:g}"
+    if isinstance(exploration, RND):
+        return f"--rnd {exploration.size} --epsilon {exploration.epsilon:g}"
+    raise AssertionError(f"unhandled exploration {exploration!r}")
+
+
+def vw_arguments(config: LoopConfig) -> str:
+    """The full VW command line for a loop's model."""
+    args = f"--cb_explore_adf {exploration_args(config)} --quiet"
+    return f"{args} {config.vw_args}" if config.vw_args else args
+
+
+def _workspace(arguments: str) -> vowpalwabbit.Workspace:
+    try:
+        return vowpalwabbit.Workspace(arguments)
+    except RuntimeError as exc:
+        raise VwArgsError(str(exc).strip() or "VW refused the arguments") from None
+
+
+def check_config(config: LoopConfig) -> None:
+    """Raise :class:`VwArgsError` with VW's complaint when VW cannot build this loop's model."""
+    workspace = _workspace(vw_arguments(config))
+    workspace.finish()
+
+
+class Policy:
+    """A loop's model: predicts the PMF for one decision."""
+
+    def __init__(self, config: LoopConfig, model_version: int = 0) -> None:
+        self.arguments = self.arguments_for(config)
+        self.model_version = model_version
+        self._workspace = _workspace(self.arguments)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def arguments_for(config: LoopConfig) -> str:
+        return vw_arguments(config)
+
+    def predict(self, shared: str | None, actions: list[str]) -> list[float]:
+        """PMF aligned with ``actions`` (VW text lines, see :mod:`bandits.learning.features`)."""
+        lines = [shared, *actions] if shared is not None else actions
+        with self._lock:
+            return list(self._workspace.predict(lines))
+
+    def close(self) -> None:
+        with self._lock:
+            self._workspace.finish()
+
+
+def namespace_feature_counts(lines: list[str]) -> list[dict[str, int]]:
+    """For each VW text line, how many features VW parsed into each namespace (first letter).
+
+    Used to check that featurised text means to VW what it means to us.
+    """
+    workspace = _workspace("--cb_explore_adf --quiet")
+    try:
+        counts = []
+        examples = workspace.parse(lines)
+        for example in examples:
+            per_namespace = {}
+            for index in range(example.num_namespaces()):
+                per_namespace[chr(example.namespace(index))] = example.num_features_in(index)
+            counts.append(per_namespace)
+        workspace.finish_example(examples)
+        return counts
+    finally:
+        workspace.finish()

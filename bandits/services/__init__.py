@@ -1,0 +1,1 @@
+"""What the api does, without HTTP: decisions, rewards, loop administration."""

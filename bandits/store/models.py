@@ -1,0 +1,133 @@
+"""Tables (SQLAlchemy 2 declarative). Migrations in ``migrations/`` must agree with these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSONB on Postgres (indexable, compact), JSON text on SQLite.
+Json = JSON().with_variant(JSONB(), "postgresql")
+# Integer primary keys autoincrement on SQLite only when declared INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Loop(Base):
+    __tablename__ = "loops"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(Json)
+    config_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class LoopConfigVersion(Base):
+    """Every config a loop has had, so a change can be audited and reverted."""
+
+    __tablename__ = "loop_config_versions"
+
+    loop_id: Mapped[int] = mapped_column(ForeignKey("loops.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(Json)
+    model_reset: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # NULL loop_id: an admin key.
+    loop_id: Mapped[int | None] = mapped_column(
+        ForeignKey("loops.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+
+    loop_id: Mapped[int] = mapped_column(ForeignKey("loops.id", ondelete="CASCADE"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(Timestamp)
+    context: Mapped[dict[str, Any]] = mapped_column(Json)
+    actions: Mapped[list[Any]] = mapped_column(Json)
+    slots: Mapped[list[Any] | None] = mapped_column(Json, nullable=True)
+    excluded: Mapped[list[str]] = mapped_column(Json)
+    baseline: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    chosen: Mapped[str] = mapped_column(String(256))
+    probability: Mapped[float] = mapped_column(Float)
+    # The full distribution, aligned with ``actions``.
+    pmf: Mapped[list[float]] = mapped_column(Json)
+    model_version: Mapped[int] = mapped_column(Integer)
+    config_version: Mapped[int] = mapped_column(Integer)
+    learning_mode: Mapped[str] = mapped_column(String(16))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    deferred: Mapped[bool] = mapped_column(Boolean, default=False)
+    activated_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    learned_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    learned_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (
+        Index("ix_decisions_loop_ts", "loop_id", "ts"),
+        Index("ix_decisions_loop_learned_at", "loop_id", "learned_at"),
+    )
+
+
+class Outcome(Base):
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    loop_id: Mapped[int] = mapped_column(BigId)
+    event_id: Mapped[str] = mapped_column(String(256))
+    slot: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    objective: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    reward_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    ts: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["loop_id", "event_id"],
+            ["decisions.loop_id", "decisions.event_id"],
+            ondelete="CASCADE",
+            name="fk_outcomes_decision",
+        ),
+        UniqueConstraint("loop_id", "event_id", "reward_id", "objective", name="uq_outcomes_reward"),
+        Index("ix_outcomes_loop_event", "loop_id", "event_id"),
+    )
