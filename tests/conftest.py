@@ -94,7 +94,7 @@ def settings(database_url: str):
 def app(settings):
     app = create_app(settings, {"TESTING": True})
     yield app
-    app.extensions["bandits"].db.dispose()
+    app.extensions["bandits"].close()
 
 
 @pytest.fixture

@@ -24,6 +24,10 @@ class Services:
         self.decisions = DecisionService(self.db)
         self.admin = LoopService(self.db)
 
+    def close(self) -> None:
+        self.decisions.close()
+        self.db.dispose()
+
 
 def create_app(settings: Settings | None = None, config: dict[str, Any] | None = None) -> Flask:
     from bandits.api import errors, health, loops, openapi, events

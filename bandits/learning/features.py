@@ -23,34 +23,41 @@ Every name and value is escaped so that any Unicode string survives: ``%``, whit
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 # The service adds each action's id as a feature in this namespace, so that actions without
 # features of their own are still told apart by the model.
 ACTION_NAMESPACE = "_action"
 
-FLOAT32_MAX = 3.4028234663852886e38
+# A little below float32's largest (3.4028235e38), so that the nine-digit spelling stays finite in VW.
+FLOAT32_MAX = 3.4e38
+# Numbers smaller than this in magnitude are features of value zero, which VW leaves out: its
+# parser reads nine significant digits down to about 1e-29 and drops anything smaller.
+TINY = 1e-28
 
-_ESCAPES = {"%": "%25", "|": "%7C", ":": "%3A"}
+# `\s` in a str pattern matches exactly the characters for which str.isspace() is true.
+_SPECIAL = re.compile(r"[%|:\s]")
+
+
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8"))
 
 
 def escape(token: str) -> str:
-    """Percent-encode the characters VW's text format treats as syntax, and all whitespace."""
-    out = []
-    for char in token:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif char.isspace():
-            out.append("".join(f"%{b:02X}" for b in char.encode("utf-8")))
-        else:
-            out.append(char)
-    return "".join(out)
+    """Percent-encode the characters VW's text format treats as syntax (``%``, ``|``, ``:``) and
+    all whitespace; everything else, Unicode included, is left as it is."""
+    if _SPECIAL.search(token) is None:
+        return token
+    return _SPECIAL.sub(_percent, token)
 
 
 def _number(value: float | int) -> str:
+    # VW keeps 32-bit floats: nine significant digits say all it can hold. Longer spellings
+    # (repr gives up to 17) underflow VW's digit-by-digit parser for small exponents.
     if isinstance(value, int):
         return str(value)
-    return repr(value)
+    return f"{value:.9g}"
 
 
 def _flatten(prefix: str, value: Any, out: list[str]) -> None:
@@ -61,7 +68,8 @@ def _flatten(prefix: str, value: Any, out: list[str]) -> None:
     elif isinstance(value, str):
         out.append(f"{prefix}={escape(value)}")
     elif isinstance(value, (int, float)):
-        out.append(f"{prefix}:{_number(value)}")
+        if abs(value) >= TINY:  # VW drops zeros, and cannot read magnitudes below ~1e-37
+            out.append(f"{prefix}:{_number(value)}")
     elif isinstance(value, dict):
         for key, item in value.items():
             _flatten(f"{prefix}.{escape(key)}" if prefix else escape(key), item, out)

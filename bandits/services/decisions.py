@@ -46,15 +46,15 @@ def _check_features(namespaces: dict[str, Any], path: str) -> None:
 class DecisionService:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._committer: GroupCommitter[DecisionRow, bool] = GroupCommitter(self._write)
+        self._writer = store.DecisionWriter(db.engine)
+        self._committer: GroupCommitter[DecisionRow, bool] = GroupCommitter(self._writer.write)
 
     @property
     def committer(self) -> GroupCommitter[DecisionRow, bool]:
         return self._committer
 
-    def _write(self, rows: list[DecisionRow]) -> list[bool]:
-        with self._db.engine.begin() as connection:
-            return store.insert_decisions(rows, connection=connection)
+    def close(self) -> None:
+        self._writer.close()
 
     # -- choose -------------------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ class DecisionService:
         chosen = sample(pmf, seed)
         row = DecisionRow(
             loop_id=loop.loop_id, event_id=event_id, ts=utcnow(), context=request.context,
-            actions=[action.model_dump() for action in request.actions], excluded=request.excluded,
+            actions=[{"id": action.id, "features": action.features} for action in request.actions], excluded=request.excluded,
             baseline=baseline, chosen=ids[chosen], probability=pmf[chosen], pmf=pmf,
             model_version=loop.policy.model_version, config_version=loop.config_version,
             learning_mode=loop.config.learning_mode, seed=seed, deferred=request.defer,

@@ -1,11 +1,10 @@
 """Group commit: many request threads' rows written in one transaction, one fsync.
 
-Leader/follower, no writer thread: a request that finds no flush in progress takes every row
-queued so far (its own included) and writes them in one transaction; requests arriving meanwhile
-queue up for the next flush, led by one of them. Every request returns only once the transaction
-holding its row has committed, so an acknowledged decision is always in the database.
-A leader flushes exactly one batch and then hands over, so no request waits for more than the
-flush in progress plus its own.
+No writer thread. The first request to join an open batch is its leader: it waits until the
+flush in progress (if any) is over, closes its batch, and writes every row in it in one
+transaction; requests arriving meanwhile form the next batch. The others in a batch sleep on the
+batch's event, set once when its transaction committed (or failed), so each request thread
+wakes exactly once, and no acknowledged decision is missing from the database.
 """
 
 from __future__ import annotations
@@ -25,52 +24,48 @@ class _Batch(Generic[Item, Result]):
         self.items: list[Item] = []
         self.results: list[Result] = []
         self.error: BaseException | None = None
-        self.done = False
+        self.done = threading.Event()
 
 
 class GroupCommitter(Generic[Item, Result]):
-    """Calls ``flush(items) -> results`` (one result per item, in order) for batches of items."""
+    """Calls ``flush(items) -> results`` (one result per item, in order), one batch at a time."""
 
     def __init__(self, flush: Callable[[list[Item]], list[Result]]) -> None:
         self._flush = flush
-        self._condition = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # guards the open batch
+        self._flushing = threading.Lock()  # held by the leader whose batch is being written
         self._open: _Batch[Item, Result] = _Batch()
-        self._flushing = False
         self.batches = 0
         self.items = 0
 
     def submit(self, item: Item) -> Result:
-        """Queue ``item``, wait until the transaction holding it committed, return its result.
+        """Queue ``item``, return its result once the transaction holding it committed.
 
         Raises what ``flush`` raised for the batch the item was in.
         """
-        with self._condition:
+        with self._lock:
             batch = self._open
             index = len(batch.items)
             batch.items.append(item)
-            while not batch.done:
-                if not self._flushing and batch is self._open:
-                    self._flushing = True
-                    self._open = _Batch()
-                    break
-                self._condition.wait()
-        if not batch.done:
+        if index == 0:
             self._lead(batch)
+        else:
+            batch.done.wait()
         if batch.error is not None:
             raise batch.error
         return batch.results[index]
 
     def _lead(self, batch: _Batch[Item, Result]) -> None:
-        try:
-            results = self._flush(batch.items)
-            if len(results) != len(batch.items):
-                raise RuntimeError("flush returned a result count that differs from the item count")
-            batch.results = results
-        except BaseException as exc:  # every waiter of the batch must hear of the failure
-            batch.error = exc
-        with self._condition:
-            batch.done = True
-            self._flushing = False
+        with self._flushing:
+            with self._lock:
+                self._open = _Batch()  # later arrivals form the next batch
+            try:
+                results = self._flush(batch.items)
+                if len(results) != len(batch.items):
+                    raise RuntimeError("flush returned a result count that differs from the item count")
+                batch.results = results
+            except BaseException as exc:  # every request of the batch must hear of the failure
+                batch.error = exc
             self.batches += 1
             self.items += len(batch.items)
-            self._condition.notify_all()
+        batch.done.set()

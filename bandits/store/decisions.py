@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+import psycopg
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -48,9 +49,9 @@ _PG_TYPES = {
 }
 
 def _postgres_insert_sql() -> str:
-    """One statement for a whole batch: arrays in, the event ids actually inserted out."""
+    """One statement for a whole batch: arrays in (binary), the rows actually inserted out."""
     arrays = ", ".join(
-        f"%({c})s::{'text' if c in _JSON_COLUMNS else _PG_TYPES[c]}[]" for c in _COLUMNS
+        f"%b::{'text' if c in _JSON_COLUMNS else _PG_TYPES[c]}[]" for c in _COLUMNS
     )
     selected = ", ".join(f"u.{c}::jsonb" if c in _JSON_COLUMNS else f"u.{c}" for c in _COLUMNS)
     return (
@@ -63,11 +64,7 @@ def _postgres_insert_sql() -> str:
 _PG_INSERT = _postgres_insert_sql()
 
 
-def insert_decisions(rows: list[DecisionRow], *, connection: Connection) -> list[bool]:
-    """Insert decisions; for each row, True if it was written, False if its event id existed.
-
-    Within ``rows`` a repeated (loop, event id) is written once, first one wins.
-    """
+def _first_occurrences(rows: list[DecisionRow]) -> tuple[list[DecisionRow], dict[tuple[int, str], int]]:
     first_seen: dict[tuple[int, str], int] = {}
     unique: list[DecisionRow] = []
     for index, row in enumerate(rows):
@@ -75,36 +72,65 @@ def insert_decisions(rows: list[DecisionRow], *, connection: Connection) -> list
         if key not in first_seen:
             first_seen[key] = index
             unique.append(row)
-    if connection.dialect.name == "postgresql":
-        inserted = _insert_postgres(unique, connection)
-    else:
-        inserted = _insert_generic(unique, connection)
-    return [
-        first_seen[(row.loop_id, row.event_id)] == index and (row.loop_id, row.event_id) in inserted
-        for index, row in enumerate(rows)
-    ]
+    return unique, first_seen
 
 
-def _insert_postgres(rows: list[DecisionRow], connection: Connection) -> set[tuple[int, str]]:
-    params: dict[str, list[Any]] = {column: [] for column in _COLUMNS}
-    for row in rows:
+class DecisionWriter:
+    """Writes batches of decisions, each batch in one transaction (see GroupCommitter).
+
+    ``write(rows)`` returns, for each row, True if it was written and False if its event id was
+    already taken in its loop (within a batch, the first row with an id wins). Postgres gets one
+    dedicated psycopg connection and a single ``INSERT ... SELECT FROM unnest(...)`` per batch with
+    binary parameters: the per-row cost stays in C. Other databases go through SQLAlchemy.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._connection: psycopg.Connection | None = None
+
+    def write(self, rows: list[DecisionRow]) -> list[bool]:
+        unique, first_seen = _first_occurrences(rows)
+        inserted = self._write_postgres(unique) if self._postgres else self._write_generic(unique)
+        return [
+            first_seen[(row.loop_id, row.event_id)] == index and (row.loop_id, row.event_id) in inserted
+            for index, row in enumerate(rows)
+        ]
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _write_postgres(self, rows: list[DecisionRow]) -> set[tuple[int, str]]:
+        if self._connection is None or self._connection.closed:
+            url = self._engine.url.set(drivername="postgresql")
+            self._connection = psycopg.connect(url.render_as_string(hide_password=False))
+        params = []
         for column in _COLUMNS:
-            value = getattr(row, column)
             if column in _JSON_COLUMNS:
-                value = orjson.dumps(value).decode()
-            params[column].append(value)
-    result = connection.exec_driver_sql(_PG_INSERT, params)
-    return {(loop_id, event_id) for loop_id, event_id in result}
+                params.append([orjson.dumps(getattr(row, column)).decode() for row in rows])
+            else:
+                params.append([getattr(row, column) for row in rows])
+        try:
+            with self._connection.cursor() as cursor:
+                cursor.execute(_PG_INSERT, params)
+                inserted = {(loop_id, event_id) for loop_id, event_id in cursor.fetchall()}
+            self._connection.commit()
+        except BaseException:
+            self.close()  # a fresh connection next time; the batch's requests hear of the error
+            raise
+        return inserted
 
-
-def _insert_generic(rows: list[DecisionRow], connection: Connection) -> set[tuple[int, str]]:
-    inserted = set()
-    statement = sqlite_insert(Decision.__table__).on_conflict_do_nothing()
-    for row in rows:
-        values = {column: getattr(row, column) for column in _COLUMNS}
-        if connection.execute(statement, values).rowcount == 1:
-            inserted.add((row.loop_id, row.event_id))
-    return inserted
+    def _write_generic(self, rows: list[DecisionRow]) -> set[tuple[int, str]]:
+        inserted = set()
+        statement = sqlite_insert(Decision.__table__).on_conflict_do_nothing()
+        with self._engine.begin() as connection:
+            for row in rows:
+                values = {column: getattr(row, column) for column in _COLUMNS}
+                if connection.execute(statement, values).rowcount == 1:
+                    inserted.add((row.loop_id, row.event_id))
+        return inserted
 
 
 def get_decision(loop_id: int, event_id: str, *, session: Session) -> Decision | None:

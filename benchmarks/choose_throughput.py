@@ -1,0 +1,215 @@
+"""Throughput of POST /choose on Postgres against a bare Flask endpoint, same gunicorn settings.
+
+Starts gunicorn twice with the same settings (ours: `bandits serve` on a fresh Postgres database;
+baseline: benchmarks/bare_app.py), drives both with wrk (same body: 10 actions, 4 context
+namespaces; 16 connections; loopback) in alternating rounds, and prints requests/s, p50 and p99 of
+each (medians over rounds), their ratio, and the RSS of each of our workers. wrk, the service and
+Postgres share the machine's cores: the ratio is the figure to judge.
+
+    python benchmarks/choose_throughput.py [--rounds 3] [--seconds 10] [--workers 2] [--threads 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bandits.config import load_settings  # noqa: E402
+from bandits.services.loops import LoopService  # noqa: E402
+from bandits.store import migrate  # noqa: E402
+from bandits.store.db import Database  # noqa: E402
+from bandits.store.models import Decision  # noqa: E402
+
+POSTGRES_URL = os.environ.get(
+    "BANDITS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def request_body() -> dict:
+    return {
+        "context": {
+            "user": {"country": "AR", "age": 31, "segments": ["new", "mobile"]},
+            "device": {"os": "android", "model": "pixel 7", "dark_mode": True},
+            "page": {"section": "home", "referrer": "search", "depth": 3},
+            "time": {"hour": 21, "weekday": "thu"},
+        },
+        "actions": [
+            {"id": f"offer-{i}",
+             "features": {"offer": {"vertical": ["loans", "cards", "travel"][i % 3],
+                                    "payout": 2.5 * i, "brand": f"b{i % 4}"}}}
+            for i in range(10)
+        ],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def workers(master_pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
+
+
+def cpu_seconds(pids: list[str]) -> float:
+    """User + system CPU time of the processes so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    rss = []
+    for pid in workers(master_pid):
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss.append(int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)
+    return rss
+
+
+def run_wrk(url: str, key: str | None, seconds: int, connections: int, script_dir: Path,
+            pids: list[str] | None = None) -> dict:
+    body = json.dumps(request_body())
+    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
+    if key:
+        headers += f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    script = script_dir / "post.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{headers}')
+    cpu_before = cpu_seconds(pids or [])
+    out = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    cpu = cpu_seconds(pids or []) - cpu_before
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    latency = {}
+    for label, value, unit in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out):
+        latency[label] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "cpu_ms": 1000 * cpu / max(total, 1),
+            "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"bandits_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    processes: list[subprocess.Popen] = []
+    try:
+        database = Database(load_settings(database_url=url), pool_size=2)
+        migrate.upgrade(database.engine)
+        key = LoopService(database).create("bench", {"objectives": [{"name": "click"}]})["key"]
+
+        env = {**os.environ, "BANDITS_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+        ours_port, bare_port = free_port(), free_port()
+        bin_dir = Path(sys.executable).parent
+        processes.append(subprocess.Popen(
+            [str(bin_dir / "bandits"), "serve", "--no-demo", "--port", str(ours_port),
+             "--workers", str(args.workers), "--threads", str(args.threads)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        processes.append(subprocess.Popen(
+            [str(bin_dir / "gunicorn"), "-b", f"127.0.0.1:{bare_port}", "-w", str(args.workers),
+             "--threads", str(args.threads), "-k", "gthread" if args.threads > 1 else "sync",
+             "--keep-alive", "5", "benchmarks.bare_app:app"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_ready(f"http://127.0.0.1:{ours_port}/healthz")
+        wait_ready(f"http://127.0.0.1:{bare_port}/healthz")
+
+        targets = {
+            "ours": (f"http://127.0.0.1:{ours_port}/v1/loops/bench/choose", key),
+            "bare": (f"http://127.0.0.1:{bare_port}/v1/loops/bench/choose", None),
+        }
+        results: dict[str, list[dict]] = {"ours": [], "bare": []}
+        masters = {"ours": processes[0].pid, "bare": processes[1].pid}
+        with tempfile.TemporaryDirectory() as scratch:
+            for name_ in targets:  # warm-up: VW model built, connections pooled
+                run_wrk(*targets[name_], seconds=2, connections=args.connections, script_dir=Path(scratch))
+            for round_ in range(args.rounds):
+                for name_, (target, token) in targets.items():
+                    result = run_wrk(target, token, args.seconds, args.connections, Path(scratch),
+                                     pids=workers(masters[name_]))
+                    results[name_].append(result)
+                    print(f"round {round_ + 1} {name_}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
+                          f"p99 {result['p99']:.2f} ms, worker CPU {result['cpu_ms']:.3f} ms/request, "
+                          f"non-2xx {result['non2xx']}", flush=True)
+        rss = worker_rss_mb(processes[0].pid)
+        with database.session() as session:
+            logged = session.scalar(select(func.count()).select_from(Decision))
+        database.dispose()
+
+        def median(name_: str, field: str) -> float:
+            return statistics.median(r[field] for r in results[name_])
+
+        print()
+        print(f"gunicorn: {args.workers} workers x {args.threads} threads, wrk -c {args.connections}, "
+              f"{args.rounds} rounds of {args.seconds} s; wrk, gunicorn and Postgres share {os.cpu_count()} cores")
+        for name_ in ("bare", "ours"):
+            print(f"{name_:>5}: {median(name_, 'rps'):8.0f} req/s   p50 {median(name_, 'p50'):6.2f} ms   "
+                  f"p99 {median(name_, 'p99'):6.2f} ms   worker CPU {median(name_, 'cpu_ms'):.3f} ms/request"
+                  f"   (median of {args.rounds})")
+        print(f"ratio ours/bare throughput: {median('ours', 'rps') / median('bare', 'rps'):.2f}")
+        print(f"RSS per worker (ours): {', '.join(f'{r:.0f} MB' for r in rss)}")
+        non2xx = sum(r["non2xx"] for r in results["ours"])
+        print(f"decisions in Postgres: {logged}; non-2xx replies: {non2xx}")
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

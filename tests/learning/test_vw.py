@@ -1,0 +1,118 @@
+"""The VW policy: a valid PMF from every exploration algorithm, VW's own errors, thread safety."""
+
+from __future__ import annotations
+
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import vowpalwabbit
+
+from bandits.learning.features import action_line, shared_line
+from bandits.learning.vw import Policy, VwArgsError, check_config, vw_arguments
+from bandits.loop_config import LoopConfig
+
+ALGORITHMS = ["squarecb", "epsilon", "softmax", "bag", "cover", "rnd"]
+CONTEXT = {"user": {"country": "AR", "age": 31, "tags": ["new", "mobile"]}, "hour": 14}
+
+
+def offers(count: int) -> list[str]:
+    return [
+        action_line(f"offer {i}", {"offer": {"vertical": f"v{i % 3}", "payout": i + 0.5}})
+        for i in range(count)
+    ]
+
+
+def assert_pmf(pmf: list[float], length: int) -> None:
+    assert len(pmf) == length
+    assert all(math.isfinite(p) and p >= -1e-6 for p in pmf), pmf
+    assert sum(pmf) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.fixture(params=ALGORITHMS)
+def config(request) -> LoopConfig:
+    return LoopConfig(exploration={"algorithm": request.param}, vw_args="-q uo")
+
+
+@pytest.fixture
+def policy(config):
+    policy = Policy(config)
+    yield policy
+    policy.close()
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 40])
+def test_every_algorithm_predicts_a_pmf_over_the_actions(policy, count):
+    assert_pmf(policy.predict(shared_line(CONTEXT), offers(count)), count)
+
+
+def test_a_decision_without_context_gets_a_pmf(policy):
+    assert shared_line({}) is None
+    assert_pmf(policy.predict(None, offers(5)), 5)
+
+
+def test_every_algorithm_is_named_on_the_command_line(config):
+    arguments = vw_arguments(config).split()
+    assert arguments[0] == "--cb_explore_adf"
+    assert f"--{config.exploration.algorithm}" in arguments
+    assert "--quiet" in arguments
+
+
+def test_vw_arguments_include_the_users_vw_args():
+    config = LoopConfig(vw_args="-q ua --l2 1e-6 -b 20")
+    arguments = vw_arguments(config)
+    assert arguments.endswith(" -q ua --l2 1e-6 -b 20")
+    assert arguments.startswith("--cb_explore_adf --squarecb")
+    assert Policy.arguments_for(config) == arguments
+    assert vw_arguments(LoopConfig()) == (
+        "--cb_explore_adf --squarecb --gamma_scale 10 --gamma_exponent 0.5 --quiet"
+    )
+
+
+@pytest.mark.parametrize(
+    "vw_args, complaint",
+    [
+        ("--no_such_flag", "unrecognised option '--no_such_flag'"),
+        ("-b 99", "bits"),
+        ("--l2 abc", "abc"),
+    ],
+)
+def test_check_config_quotes_vws_refusal(vw_args, complaint):
+    config = LoopConfig(vw_args=vw_args)
+    with pytest.raises(RuntimeError) as refused_by_vw:
+        vowpalwabbit.Workspace(vw_arguments(config))
+    with pytest.raises(VwArgsError) as refused:
+        check_config(config)
+    assert complaint in str(refused.value)
+    assert str(refused.value) == str(refused_by_vw.value).strip()
+    with pytest.raises(VwArgsError):
+        Policy(config)
+
+
+def test_check_config_accepts_good_vw_args(config):
+    check_config(config)
+    check_config(config.model_copy(update={"vw_args": "-q ua --l2 1e-6 -b 20"}))
+
+
+def test_predictions_are_thread_safe(policy):
+    threads, predictions = 16, 200
+    start = threading.Barrier(threads)
+    shared = shared_line(CONTEXT)
+
+    def predict_many(worker: int) -> list[list[float]]:
+        start.wait()
+        pmfs = []
+        for number in range(predictions):
+            count = 1 + (worker + number) % 6
+            pmfs.append((count, policy.predict(shared, offers(count))))
+        return pmfs
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [pool.submit(predict_many, worker) for worker in range(threads)]
+        results = [future.result() for future in futures]
+
+    assert sum(len(pmfs) for pmfs in results) == threads * predictions
+    for pmfs in results:
+        for count, pmf in pmfs:
+            assert_pmf(pmf, count)
