@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +24,16 @@ def _database():
     from bandits.store.db import Database
 
     return Database(_settings(), pool_size=2)
+
+
+def _migrated_database():
+    """The database, refused with a clear message while its schema is behind the code."""
+    from bandits.store import migrate
+
+    database = _database()
+    if migrate.pending(database.engine):
+        raise click.ClickException("the database schema is behind; run `bandits db upgrade` first")
+    return database
 
 
 def _print_json(value: Any) -> None:
@@ -97,7 +108,7 @@ def loops() -> None:
 def _loop_service():
     from bandits.services.loops import LoopService
 
-    return LoopService(_database())
+    return LoopService(_migrated_database())
 
 
 def _json_or_string(text: str) -> Any:
@@ -136,7 +147,11 @@ def loops_create(name: str, settings: tuple[str, ...], config_json: str | None) 
 def _config_argument(config_json: str | None) -> dict[str, Any]:
     if config_json is None:
         return {}
-    text = open(config_json[1:]).read() if config_json.startswith("@") else config_json
+    try:
+        text = Path(config_json[1:]).read_text() if config_json.startswith("@") else config_json
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {config_json[1:]!r}: {exc.strerror}",
+                                 param_hint="--config") from None
     value = _json_or_string(text)
     if not isinstance(value, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--config")
@@ -186,7 +201,9 @@ def keys_revoke(prefix: str) -> None:
     """Revoke the keys whose first 8 characters are PREFIX."""
     from bandits.store.loops import revoke_key
 
-    database = _database()
+    if len(prefix) < 8:  # keys are found by their stored 8-character prefix
+        raise click.BadParameter("give at least the key's first 8 characters", param_hint="PREFIX")
+    database = _migrated_database()
     with database.session() as session:
         count = revoke_key(prefix, session=session)
     if count == 0:

@@ -10,7 +10,7 @@ import math
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 OBJECTIVE_NAME = r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$"
 LOOP_NAME = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
@@ -119,6 +119,8 @@ class LoopConfig(_Strict):
     @field_validator("vw_args")
     @classmethod
     def _no_reserved_flags(cls, value: str) -> str:
+        if "\x00" in value:  # VW ignores a lone NUL token, but Postgres cannot store one
+            raise ValueError("contains a NUL character")
         for token in value.split():
             flag = token.split("=", 1)[0]
             if flag in RESERVED_VW_FLAGS:
@@ -128,13 +130,14 @@ class LoopConfig(_Strict):
                 )
         return value.strip()
 
-    @model_validator(mode="after")
-    def _unique_objectives(self) -> "LoopConfig":
-        names = [objective.name for objective in self.objectives]
+    @field_validator("objectives")
+    @classmethod
+    def _unique_objectives(cls, objectives: list[Objective]) -> list[Objective]:
+        names = [objective.name for objective in objectives]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"objective names must be unique; repeated: {', '.join(duplicates)}")
-        return self
+        return objectives
 
     def objective(self, name: str) -> Objective | None:
         return next((o for o in self.objectives if o.name == name), None)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, ValidationError
 
 from bandits.errors import ApiError
 from bandits.loop_config import LOOP_NAME, LoopConfig
@@ -36,7 +37,7 @@ class ChooseRequest(_Body):
     baseline: str | None = Field(
         default=None, description="The action the product would show by default (first action if absent)."
     )
-    defer: bool = Field(default=False, description="Learn only once activated.")
+    defer: StrictBool = Field(default=False, description="Learn only once activated.")
 
 
 class RankedAction(BaseModel):
@@ -53,7 +54,8 @@ class ChooseReply(BaseModel):
 
 
 class RewardRequest(_Body):
-    rewards: dict[str, float | bool] = Field(
+    # Strict: a string such as "yes" or "1" is a client mistake, not an outcome.
+    rewards: dict[str, StrictFloat | StrictBool] = Field(
         min_length=1, description="Objective name → outcome value (booleans count as 1 and 0)."
     )
     slot: str | None = Field(default=None, min_length=1, max_length=256)
@@ -153,13 +155,58 @@ def location(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def error_location(loc: tuple[Any, ...]) -> str:
+    """:func:`location` of a pydantic error, without the union members pydantic names in it."""
+    kept = (part for index, part in enumerate(loc) if not _is_union_member(loc, index))
+    return location(tuple(kept))
+
+
+# Nesting allowed in a request body: features nest a few levels; far deeper bodies would exhaust
+# the recursion of the validators and the featuriser (a 500), so they are refused up front.
+MAX_NESTING = 32
+
+
+def refuse_nul_and_depth(body: Any, code: str, status: int = 400) -> None:
+    """Refuse NUL anywhere in ``body`` (Postgres text and jsonb cannot hold it, VW cannot read it)
+    and nesting deeper than :data:`MAX_NESTING`, naming where.
+
+    Iterative, and scalars are checked in place, since a body may hold thousands of features.
+    """
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(body, ())]
+    while stack:
+        container, loc = stack.pop()
+        problem: tuple[tuple[Any, ...], str] | None = None
+        if not isinstance(container, (dict, list)):
+            if isinstance(container, str) and "\x00" in container:
+                problem = loc, "contains a NUL character"
+        elif len(loc) >= MAX_NESTING:
+            problem = loc, f"is nested deeper than {MAX_NESTING} levels"
+        elif isinstance(container, dict) and any("\x00" in key for key in container):
+            problem = loc, "has a key containing a NUL character"
+        else:
+            items = container.items() if isinstance(container, dict) else enumerate(container)
+            children = []
+            for key, item in items:
+                if isinstance(item, str):
+                    if "\x00" in item:
+                        problem = (*loc, key), "contains a NUL character"
+                        break
+                elif isinstance(item, (dict, list)):
+                    children.append((item, (*loc, key)))
+            stack.extend(reversed(children))
+        if problem:
+            target = location(problem[0]) or None
+            raise ApiError(status, code, f"{target or 'body'} {problem[1]}", target)
+
+
 def parse(model: type[BaseModel], body: Any, code: str, status: int = 400) -> Any:
     """Validate ``body`` against ``model``; the first problem becomes an :class:`ApiError`."""
+    refuse_nul_and_depth(body, code, status)
     try:
         return model.model_validate(body)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        target = location(tuple(p for p in error["loc"] if not _is_union_tag(p)))
+        target = error_location(error["loc"])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown field"
@@ -168,7 +215,16 @@ def parse(model: type[BaseModel], body: Any, code: str, status: int = 400) -> An
         raise ApiError(status, code, f"{target or 'body'}: {message}", target or None) from None
 
 
-def _is_union_tag(part: Any) -> bool:
-    # pydantic puts the chosen union member or discriminator value in the location.
-    return isinstance(part, str) and (part in {"squarecb", "epsilon", "softmax", "bag", "cover", "rnd"}
-                                      or part.startswith(("function-", "float", "bool")))
+_EXPLORATION_TAGS = {"squarecb", "epsilon", "softmax", "bag", "cover", "rnd"}
+_SCALAR_MEMBER = re.compile(r"^(float|int|bool|str|function-[a-z]+\[.*\])$")
+
+
+def _is_union_member(loc: tuple[Any, ...], index: int) -> bool:
+    # pydantic names the union member it tried: the tag right after a discriminated union field
+    # (``exploration.epsilon.epsilon``), a scalar type at the end (``rewards.click.float``).
+    part = loc[index]
+    if not isinstance(part, str) or index == 0:
+        return False
+    if loc[index - 1] == "exploration" and part in _EXPLORATION_TAGS:
+        return True
+    return index == len(loc) - 1 and _SCALAR_MEMBER.match(part) is not None

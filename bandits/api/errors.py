@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bandits.api.http import json_response
@@ -22,7 +22,10 @@ def _api_error(error: ApiError) -> Response:
 
 
 def _too_large(error: RequestEntityTooLarge) -> Response:
-    return _api_error(ApiError(413, "PayloadTooLarge", "the request body is larger than the limit"))
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return _api_error(ApiError(
+        413, "PayloadTooLarge", f"the request body is larger than the limit of {limit} bytes"
+    ))
 
 
 def _http_error(error: HTTPException) -> Response:

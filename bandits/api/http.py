@@ -47,16 +47,28 @@ def authenticate() -> KeyGrant:
     return grant
 
 
+def _refuse_nul_in_path() -> None:
+    """No loop name nor event id holds NUL (requests that carry one are refused), and Postgres
+    errors on NUL in a query parameter: such a path names nothing."""
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and "\x00" in value:
+            if name == "event_id":
+                raise ApiError(404, "EventNotFound", f"no decision with event_id {value!r}", name)
+            raise ApiError(404, "LoopNotFound", f"no loop named {value!r}", name)
+
+
 def require_admin() -> KeyGrant:
     grant = authenticate()
     if grant.loop_id is not None:
         raise ApiError(403, "Forbidden", "this route needs an admin key; a loop key was given")
+    _refuse_nul_in_path()
     return grant
 
 
 def require_loop(name: str) -> LoopRuntime:
     """The loop, if the presented key may use it (its own loop key or an admin key)."""
     grant = authenticate()
+    _refuse_nul_in_path()
     loop = services().loops.get(name)
     if loop is None:
         raise ApiError(404, "LoopNotFound", f"no loop named {name!r}", "loop")

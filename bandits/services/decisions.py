@@ -19,26 +19,9 @@ from bandits.store.db import Database, iso, utcnow
 from bandits.store.decisions import DecisionRow
 
 
-def _check_strings(value: Any, path: str) -> str | None:
-    """NUL cannot be stored by Postgres nor read by VW: refuse it anywhere in the request."""
-    if isinstance(value, str):
-        return f"{path} contains a NUL character" if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = _check_strings(key, f"{path} key") or _check_strings(item, f"{path}.{key}")
-            if problem:
-                return problem
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = _check_strings(item, f"{path}[{index}]")
-            if problem:
-                return problem
-    return None
-
-
 def _check_features(namespaces: dict[str, Any], path: str) -> None:
     for name, value in namespaces.items():
-        problem = check_value(value, f"{path}.{name}") or _check_strings(name, f"{path} key")
+        problem = check_value(value, f"{path}.{name}")
         if problem:
             raise bad_request("InvalidChooseRequest", problem, problem.split(" ", 1)[0])
 
@@ -107,14 +90,9 @@ class DecisionService:
                     f"actions[{index}].id {action.id!r} repeats actions[{positions[action.id]}].id",
                     f"actions[{index}].id",
                 )
-            if "\x00" in action.id:
-                raise bad_request("InvalidChooseRequest", f"actions[{index}].id contains a NUL character",
-                                  f"actions[{index}].id")
             positions[action.id] = index
             ids.append(action.id)
             _check_features(action.features, f"actions[{index}].features")
-        if request.event_id is not None and "\x00" in request.event_id:
-            raise bad_request("InvalidChooseRequest", "event_id contains a NUL character", "event_id")
         for index, action_id in enumerate(request.excluded):
             if action_id not in positions:
                 raise bad_request(

@@ -5,6 +5,9 @@ flush in progress (if any) is over, closes its batch, and writes every row in it
 transaction; requests arriving meanwhile form the next batch. The others in a batch sleep on the
 batch's event, set once when its transaction committed (or failed), so each request thread
 wakes exactly once, and no acknowledged decision is missing from the database.
+
+When a batch's transaction fails, each of its items is written again alone, so that one bad row
+(or a passing fault) fails only its own request.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ Result = TypeVar("Result")
 
 
 class _Batch(Generic[Item, Result]):
-    __slots__ = ("items", "results", "error", "done")
+    __slots__ = ("items", "results", "errors", "done")
 
     def __init__(self) -> None:
         self.items: list[Item] = []
-        self.results: list[Result] = []
-        self.error: BaseException | None = None
+        self.results: list[Result | None] = []
+        self.errors: list[BaseException | None] = []
         self.done = threading.Event()
 
 
@@ -41,7 +44,7 @@ class GroupCommitter(Generic[Item, Result]):
     def submit(self, item: Item) -> Result:
         """Queue ``item``, return its result once the transaction holding it committed.
 
-        Raises what ``flush`` raised for the batch the item was in.
+        Raises what ``flush`` raised for the item (see the module docstring).
         """
         with self._lock:
             batch = self._open
@@ -51,21 +54,44 @@ class GroupCommitter(Generic[Item, Result]):
             self._lead(batch)
         else:
             batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
-        return batch.results[index]
+        error = batch.errors[index]
+        if error is not None:
+            raise error
+        return batch.results[index]  # type: ignore[return-value]
 
     def _lead(self, batch: _Batch[Item, Result]) -> None:
-        with self._flushing:
-            with self._lock:
-                self._open = _Batch()  # later arrivals form the next batch
+        try:
+            with self._flushing:
+                with self._lock:
+                    self._open = _Batch()  # later arrivals form the next batch
+                try:
+                    batch.results = list(self._checked_flush(batch.items))
+                    batch.errors = [None] * len(batch.items)
+                except Exception as exc:
+                    if len(batch.items) == 1:
+                        batch.results, batch.errors = [None], [exc]
+                    else:
+                        self._flush_one_by_one(batch)
+                self.batches += 1
+                self.items += len(batch.items)
+        finally:
+            if len(batch.errors) != len(batch.items):  # interrupted: nobody may think it was written
+                batch.results = [None] * len(batch.items)
+                batch.errors = [RuntimeError("the batch was interrupted before it was written")] * len(batch.items)
+            batch.done.set()
+
+    def _checked_flush(self, items: list[Item]) -> list[Result]:
+        results = self._flush(items)
+        if len(results) != len(items):
+            raise RuntimeError("flush returned a result count that differs from the item count")
+        return results
+
+    def _flush_one_by_one(self, batch: _Batch[Item, Result]) -> None:
+        batch.results, batch.errors = [], []
+        for item in batch.items:
             try:
-                results = self._flush(batch.items)
-                if len(results) != len(batch.items):
-                    raise RuntimeError("flush returned a result count that differs from the item count")
-                batch.results = results
-            except BaseException as exc:  # every request of the batch must hear of the failure
-                batch.error = exc
-            self.batches += 1
-            self.items += len(batch.items)
-        batch.done.set()
+                batch.results.append(self._checked_flush([item])[0])
+                batch.errors.append(None)
+            except Exception as exc:
+                batch.results.append(None)
+                batch.errors.append(exc)

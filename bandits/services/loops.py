@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from bandits.errors import conflict, not_found, unprocessable
 from bandits.learning.vw import VwArgsError, check_config
 from bandits.loop_config import LoopConfig, model_invalidated
-from bandits.schemas import location
+from bandits.schemas import error_location
 from bandits.store import loops as store
 from bandits.store.db import Database, iso
 from bandits.store.models import Loop
@@ -39,7 +39,7 @@ def validate_config(raw: Any) -> LoopConfig:
         config = LoopConfig.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        target = location(("config", *error["loc"]))
+        target = error_location(("config", *error["loc"]))
         message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
         raise unprocessable("InvalidLoopConfig", f"{target}: {message}", target) from None
     try:
