@@ -199,9 +199,16 @@ def refuse_nul_and_depth(body: Any, code: str, status: int = 400) -> None:
             raise ApiError(status, code, f"{target or 'body'} {problem[1]}", target)
 
 
-def parse(model: type[BaseModel], body: Any, code: str, status: int = 400) -> Any:
-    """Validate ``body`` against ``model``; the first problem becomes an :class:`ApiError`."""
-    refuse_nul_and_depth(body, code, status)
+def parse(
+    model: type[BaseModel], body: Any, code: str, status: int = 400, walk: bool = True
+) -> Any:
+    """Validate ``body`` against ``model``; the first problem becomes an :class:`ApiError`.
+
+    ``walk=False`` skips :func:`refuse_nul_and_depth` for a caller that checks every free-form
+    value itself (choose: the featuriser validates features in the pass that writes them).
+    """
+    if walk:
+        refuse_nul_and_depth(body, code, status)
     try:
         return model.model_validate(body)
     except ValidationError as exc:

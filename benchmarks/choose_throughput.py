@@ -86,9 +86,17 @@ def cpu_seconds(pids: list[str]) -> float:
     """User + system CPU time of the processes so far."""
     ticks = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a Postgres backend that ended meanwhile
+            continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[str]:
+    """The Postgres server's processes (the service's connections among them)."""
+    return subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout.split()
 
 
 def worker_rss_mb(master_pid: int) -> list[float]:
@@ -107,12 +115,15 @@ def run_wrk(url: str, key: str | None, seconds: int, connections: int, script_di
         headers += f'wrk.headers["Authorization"] = "Bearer {key}"\n'
     script = script_dir / "post.lua"
     script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{headers}')
+    postgres = postgres_pids()
     cpu_before = cpu_seconds(pids or [])
+    postgres_before = cpu_seconds(postgres)
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = cpu_seconds(pids or []) - cpu_before
+    postgres_cpu = cpu_seconds(postgres) - postgres_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     latency = {}
@@ -121,6 +132,7 @@ def run_wrk(url: str, key: str | None, seconds: int, connections: int, script_di
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "cpu_ms": 1000 * cpu / max(total, 1),
+            "postgres_cpu_ms": 1000 * postgres_cpu / max(total, 1),
             "non2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else None}
 
@@ -177,7 +189,8 @@ def main() -> None:
                                      pids=workers(masters[name_]))
                     results[name_].append(result)
                     print(f"round {round_ + 1} {name_}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
-                          f"p99 {result['p99']:.2f} ms, worker CPU {result['cpu_ms']:.3f} ms/request, "
+                          f"p99 {result['p99']:.2f} ms, CPU ms/request: workers {result['cpu_ms']:.3f}, "
+                          f"Postgres {result['postgres_cpu_ms']:.3f}, "
                           f"non-2xx {result['non2xx']}", flush=True)
         rss = worker_rss_mb(processes[0].pid)
         with database.session() as session:
@@ -192,7 +205,8 @@ def main() -> None:
               f"{args.rounds} rounds of {args.seconds} s; wrk, gunicorn and Postgres share {os.cpu_count()} cores")
         for name_ in ("bare", "ours"):
             print(f"{name_:>5}: {median(name_, 'rps'):8.0f} req/s   p50 {median(name_, 'p50'):6.2f} ms   "
-                  f"p99 {median(name_, 'p99'):6.2f} ms   worker CPU {median(name_, 'cpu_ms'):.3f} ms/request"
+                  f"p99 {median(name_, 'p99'):6.2f} ms   CPU ms/request: workers {median(name_, 'cpu_ms'):.3f}, "
+                  f"Postgres {median(name_, 'postgres_cpu_ms'):.3f}"
                   f"   (median of {args.rounds})")
         print(f"ratio ours/bare throughput: {median('ours', 'rps') / median('bare', 'rps'):.2f}")
         print(f"RSS per worker (ours): {', '.join(f'{r:.0f} MB' for r in rss)}")

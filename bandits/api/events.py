@@ -13,7 +13,8 @@ bp = Blueprint("events", __name__, url_prefix="/v1/loops/<loop>")
 @bp.post("/choose")
 def choose(loop: str):
     runtime = require_loop(loop)
-    request = parse(ChooseRequest, json_body("InvalidChooseRequest"), "InvalidChooseRequest")
+    # The featuriser checks features for NUL, depth and types as it writes them (walk=False).
+    request = parse(ChooseRequest, json_body("InvalidChooseRequest"), "InvalidChooseRequest", walk=False)
     return json_response(services().decisions.choose(runtime, request), 201)
 
 

@@ -14,6 +14,10 @@ A scalar at the top level is a namespace holding one feature named like the name
 Every name and value is escaped so that any Unicode string survives: ``%``, whitespace, ``|`` and
 ``:`` are percent-encoded, which keeps distinct values distinct (``"a b"`` and ``"a_b"`` differ).
 
+The same walk validates: a value VW cannot take (NaN, infinities, magnitudes beyond float32, NUL
+characters, lists of objects or lists, nesting deeper than :data:`MAX_DEPTH`) raises
+:class:`FeatureError` naming where it is, so a request is checked and featurised in one pass.
+
 >>> shared_line({"user": {"country": "AR", "age": 31, "tags": ["new", "mobile"]}})
 'shared |user country=AR age:31 tags=new tags=mobile'
 >>> action_line("offer 17", {"offer": {"vertical": "loans|cards"}})
@@ -22,7 +26,6 @@ Every name and value is escaped so that any Unicode string survives: ``%``, whit
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -36,17 +39,42 @@ FLOAT32_MAX = 3.4e38
 # parser reads nine significant digits down to about 1e-29 and drops anything smaller.
 TINY = 1e-28
 
+# Objects nested deeper than this inside a namespace are refused (and recursion stays bounded).
+MAX_DEPTH = 32
+
+
+class FeatureError(ValueError):
+    """A feature value the service cannot take; ``path`` is where, below the root given."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self._parts: list[str] = []  # innermost first, added while the walk unwinds
+
+    def inside(self, part: str) -> "FeatureError":
+        self._parts.append(part)
+        return self
+
+    def path(self, root: str) -> str:
+        return root + "".join(reversed(self._parts))
+
+    def message(self, root: str) -> str:
+        return f"{self.path(root)} {self.problem}"
+
+
 # `\s` in a str pattern matches exactly the characters for which str.isspace() is true.
-_SPECIAL = re.compile(r"[%|:\s]")
+_SPECIAL = re.compile(r"[%|:\s\x00]")
 
 
 def _percent(match: re.Match[str]) -> str:
+    if match.group() == "\x00":
+        raise FeatureError("contains a NUL character")
     return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8"))
 
 
 def escape(token: str) -> str:
     """Percent-encode the characters VW's text format treats as syntax (``%``, ``|``, ``:``) and
-    all whitespace; everything else, Unicode included, is left as it is."""
+    all whitespace; everything else, Unicode included, is left as it is. NUL is refused."""
     if _SPECIAL.search(token) is None:
         return token
     return _SPECIAL.sub(_percent, token)
@@ -55,45 +83,71 @@ def escape(token: str) -> str:
 def _number(value: float | int) -> str:
     # VW keeps 32-bit floats: nine significant digits say all it can hold. Longer spellings
     # (repr gives up to 17) underflow VW's digit-by-digit parser for small exponents.
-    if isinstance(value, int):
+    if type(value) is int:
         return str(value)
     return f"{value:.9g}"
 
 
-def _flatten(prefix: str, value: Any, out: list[str]) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool):
-        out.append(f"{prefix}={'true' if value else 'false'}")
-    elif isinstance(value, str):
+def _numeric(prefix: str, value: float | int, out: list[str]) -> None:
+    if not -FLOAT32_MAX <= value <= FLOAT32_MAX:  # false for NaN too
+        if value != value or value in (float("inf"), float("-inf")):
+            raise FeatureError("is not a finite number")
+        raise FeatureError(f"is out of range (|x| must be at most {FLOAT32_MAX:.4g})")
+    if value >= TINY or value <= -TINY:  # VW drops zeros, and cannot read magnitudes below ~1e-29
+        out.append(f"{prefix}:{_number(value)}")
+
+
+def _flatten(prefix: str, value: Any, out: list[str], depth: int) -> None:
+    kind = type(value)
+    if kind is str:
         out.append(f"{prefix}={escape(value)}")
-    elif isinstance(value, (int, float)):
-        if abs(value) >= TINY:  # VW drops zeros, and cannot read magnitudes below ~1e-37
-            out.append(f"{prefix}:{_number(value)}")
-    elif isinstance(value, dict):
+    elif kind is float or kind is int:
+        _numeric(prefix, value, out)
+    elif kind is bool:
+        out.append(f"{prefix}={'true' if value else 'false'}")
+    elif kind is dict:
+        if depth >= MAX_DEPTH:
+            raise FeatureError(f"is nested deeper than {MAX_DEPTH} levels")
         for key, item in value.items():
-            _flatten(f"{prefix}.{escape(key)}" if prefix else escape(key), item, out)
-    elif isinstance(value, list):
+            try:
+                name = escape(key)
+                _flatten(f"{prefix}.{name}" if prefix else name, item, out, depth + 1)
+            except FeatureError as error:
+                raise error.inside(f".{key}" if "\x00" not in key else "") from None
+    elif kind is list:
         for index, item in enumerate(value):
-            if isinstance(item, (str, bool)):
-                _flatten(prefix, item, out)
-            elif item is not None:
-                _flatten(f"{prefix}[{index}]", item, out)
-    else:  # validation rejects everything else before we get here
-        raise TypeError(f"cannot featurise {type(value).__name__}")
+            try:
+                item_kind = type(item)
+                if item_kind is str or item_kind is bool:
+                    _flatten(prefix, item, out, depth)
+                elif item_kind is float or item_kind is int:
+                    _numeric(f"{prefix}[{index}]", item, out)
+                elif item is not None:
+                    raise FeatureError(f"must be a string, number, boolean or null, not {_json_type(item)}")
+            except FeatureError as error:
+                raise error.inside(f"[{index}]") from None
+    elif value is not None:
+        raise FeatureError(f"has an unsupported type {_json_type(value)}")
 
 
 def namespaces_text(namespaces: dict[str, Any]) -> str:
-    """``|ns f1 f2 |ns2 ...`` for a dict of namespaces (empty namespaces are left out)."""
+    """``|ns f1 f2 |ns2 ...`` for a dict of namespaces (empty namespaces are left out).
+
+    Raises :class:`FeatureError` (path relative to the dict) for a value VW cannot take.
+    """
     parts = []
     for name, value in namespaces.items():
         features: list[str] = []
-        if isinstance(value, dict):
-            _flatten("", value, features)
-        else:
-            _flatten(escape(name), value, features)
+        try:
+            namespace = escape(name)
+            if type(value) is dict:
+                _flatten("", value, features, 0)
+            else:
+                _flatten(namespace, value, features, 0)
+        except FeatureError as error:
+            raise error.inside(f".{name}" if "\x00" not in name else "") from None
         if features:
-            parts.append(f"|{escape(name)} {' '.join(features)}")
+            parts.append(f"|{namespace} {' '.join(features)}")
     return " ".join(parts)
 
 
@@ -104,41 +158,28 @@ def shared_line(context: dict[str, Any]) -> str | None:
 
 
 def action_line(action_id: str, features: dict[str, Any] | None) -> str:
-    """The ADF example of one action: its id feature plus its own namespaces."""
-    body = namespaces_text(features or {})
-    head = f"|{ACTION_NAMESPACE} id={escape(action_id)}"
+    """The ADF example of one action: its id feature plus its own namespaces.
+
+    A :class:`FeatureError` about the id has the path ``.id``; about a feature, ``.features...``.
+    """
+    try:
+        head = f"|{ACTION_NAMESPACE} id={escape(action_id)}"
+    except FeatureError as error:
+        raise error.inside(".id") from None
+    try:
+        body = namespaces_text(features or {})
+    except FeatureError as error:
+        raise error.inside(".features") from None
     return f"{head} {body}" if body else head
 
 
 def check_value(value: Any, path: str) -> str | None:
-    """Return a message naming what is wrong with a feature value at ``path``, or ``None``.
-
-    Allowed: strings, booleans, finite numbers within float32 range, ``null``, objects of those,
-    and lists of strings, booleans, numbers or ``null``.
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return None
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{path} is not a finite number"
-        if abs(value) > FLOAT32_MAX:
-            return f"{path} is out of range (|x| must be at most {FLOAT32_MAX:.4g})"
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = check_value(item, f"{path}.{key}")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, (dict, list)):
-                return f"{path}[{index}] must be a string, number, boolean or null, not {_json_type(item)}"
-            problem = check_value(item, f"{path}[{index}]")
-            if problem:
-                return problem
-        return None
-    return f"{path} has an unsupported type {_json_type(value)}"
+    """The message naming what is wrong with a feature value at ``path``, or ``None``."""
+    try:
+        _flatten("x", value, [], 0)
+    except FeatureError as error:
+        return error.message(path)
+    return None
 
 
 def _json_type(value: Any) -> str:

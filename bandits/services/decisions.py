@@ -10,20 +10,13 @@ from sqlalchemy.exc import IntegrityError
 
 from bandits.schemas import ChooseRequest, RewardRequest
 from bandits.errors import ApiError, bad_request, conflict, not_found, unprocessable
-from bandits.learning.features import action_line, check_value, shared_line
+from bandits.learning.features import FeatureError, action_line, shared_line
 from bandits.learning.sampling import normalise, sample, seed_for
 from bandits.services.group_commit import GroupCommitter
 from bandits.services.runtime import LoopRuntime
 from bandits.store import decisions as store
 from bandits.store.db import Database, iso, utcnow
 from bandits.store.decisions import DecisionRow
-
-
-def _check_features(namespaces: dict[str, Any], path: str) -> None:
-    for name, value in namespaces.items():
-        problem = check_value(value, f"{path}.{name}")
-        if problem:
-            raise bad_request("InvalidChooseRequest", problem, problem.split(" ", 1)[0])
 
 
 class DecisionService:
@@ -43,10 +36,11 @@ class DecisionService:
 
     def choose(self, loop: LoopRuntime, request: ChooseRequest) -> dict[str, Any]:
         ids = self._validate_choose(loop, request)
+        shared, lines = _featurise(request)
         excluded = set(request.excluded)
         baseline = request.baseline if request.baseline is not None else _first_allowed(ids, excluded)
         event_id = request.event_id if request.event_id is not None else uuid.uuid4().hex
-        pmf = self._pmf(loop, request, ids, excluded, baseline)
+        pmf = self._pmf(loop, shared, lines, ids, excluded, baseline)
         seed = seed_for(loop.loop_id, event_id)
         chosen = sample(pmf, seed)
         row = DecisionRow(
@@ -80,7 +74,8 @@ class DecisionService:
                 f"{len(request.actions)} actions given; this loop allows at most {loop.config.max_actions}",
                 "actions",
             )
-        _check_features(request.context, "context")
+        if request.event_id is not None and "\x00" in request.event_id:
+            raise bad_request("InvalidChooseRequest", "event_id contains a NUL character", "event_id")
         ids: list[str] = []
         positions: dict[str, int] = {}
         for index, action in enumerate(request.actions):
@@ -92,7 +87,6 @@ class DecisionService:
                 )
             positions[action.id] = index
             ids.append(action.id)
-            _check_features(action.features, f"actions[{index}].features")
         for index, action_id in enumerate(request.excluded):
             if action_id not in positions:
                 raise bad_request(
@@ -114,15 +108,14 @@ class DecisionService:
         return ids
 
     def _pmf(
-        self, loop: LoopRuntime, request: ChooseRequest, ids: list[str], excluded: set[str],
-        baseline: str,
+        self, loop: LoopRuntime, shared: str | None, lines: list[str], ids: list[str],
+        excluded: set[str], baseline: str,
     ) -> list[float]:
         if loop.config.learning_mode == "apprentice":
             # Apprentice serves what the product would have shown, with certainty.
             return [1.0 if action_id == baseline else 0.0 for action_id in ids]
         allowed = [i for i, action_id in enumerate(ids) if action_id not in excluded]
-        lines = [action_line(ids[i], request.actions[i].features) for i in allowed]
-        model_pmf = loop.policy.predict(shared_line(request.context), lines)
+        model_pmf = loop.policy.predict(shared, [lines[i] for i in allowed])
         pmf = [0.0] * len(ids)
         for position, probability in zip(allowed, normalise(model_pmf)):
             pmf[position] = probability
@@ -193,6 +186,21 @@ class DecisionService:
                 for o in outcomes
             ],
         }
+
+
+def _featurise(request: ChooseRequest) -> tuple[str | None, list[str]]:
+    """VW text of the context and of every action (excluded ones too: all are logged and learned
+    from later), validating every feature value in the same walk."""
+    root = "context"
+    try:
+        shared = shared_line(request.context)
+        lines = []
+        for index, action in enumerate(request.actions):
+            root = f"actions[{index}]"
+            lines.append(action_line(action.id, action.features))
+    except FeatureError as error:
+        raise bad_request("InvalidChooseRequest", error.message(root), error.path(root)) from None
+    return shared, lines
 
 
 def _first_allowed(ids: list[str], excluded: set[str]) -> str:

@@ -15,7 +15,9 @@ from bandits.learning import features, sampling
 from bandits.learning.features import (
     ACTION_NAMESPACE,
     FLOAT32_MAX,
+    MAX_DEPTH,
     TINY,
+    FeatureError,
     action_line,
     check_value,
     escape,
@@ -29,7 +31,9 @@ SYNTAX = " \t\n\r\x0b\x0c\x85\u00a0\u2028\u3000|:%=.[]"
 
 # Arbitrary Unicode (without lone surrogates, which the API's JSON parser refuses), with VW's
 # syntax characters and our escape character made frequent.
-texts = st.text(st.characters(codec="utf-8") | st.sampled_from(SYNTAX), max_size=12)
+# NUL is refused (test_nul_is_refused_where_it_stands).
+texts = st.text(st.characters(codec="utf-8", exclude_characters="\x00") | st.sampled_from(SYNTAX),
+                max_size=12)
 # Strings that VW's text format could not carry unescaped.
 awkward_texts = st.builds(
     lambda head, special, tail: head + special + tail,
@@ -116,7 +120,7 @@ def vw_counts(lines: list[str]) -> list[dict[str, int]]:
 
 
 @settings(max_examples=500, deadline=None)
-@given(texts | st.text())
+@given(texts | st.text(st.characters(exclude_characters="\x00")))
 @example("a b")
 @example("%20")
 @example("a\u2028b")
@@ -271,3 +275,38 @@ def test_check_value_names_the_path_and_rejects_other_types():
     assert check_value(FLOAT32_MAX, "x") is None
     assert check_value(-FLOAT32_MAX, "x") is None
     assert check_value(int(FLOAT32_MAX), "x") is None
+
+
+@pytest.mark.parametrize("context, path", [
+    ({"user": {"name": "a\x00b"}}, "context.user.name"),
+    ({"user": {"tags": ["ok", "\x00"]}}, "context.user.tags[1]"),
+    ({"user": {"a\x00": 1}}, "context.user"),
+    ({"us\x00er": {"a": 1}}, "context"),
+    ({"page": "\x00"}, "context.page"),
+])
+def test_nul_is_refused_where_it_stands(context, path):
+    with pytest.raises(FeatureError) as raised:
+        shared_line(context)
+    assert raised.value.path("context") == path
+    assert "NUL" in raised.value.problem
+
+
+def test_action_errors_name_the_id_or_the_feature():
+    with pytest.raises(FeatureError) as raised:
+        action_line("a\x00", None)
+    assert raised.value.path("actions[2]") == "actions[2].id"
+    with pytest.raises(FeatureError) as raised:
+        action_line("a", {"offer": {"price": float("nan")}})
+    assert raised.value.message("actions[2]") == "actions[2].features.offer.price is not a finite number"
+
+
+def test_nesting_is_bounded():
+    value: Any = 1
+    for _ in range(MAX_DEPTH + 1):
+        value = {"a": value}
+    with pytest.raises(FeatureError, match="nested deeper than 32"):
+        shared_line({"user": value})
+    value = 1
+    for _ in range(MAX_DEPTH - 1):
+        value = {"a": value}
+    assert shared_line({"user": value}) is not None
