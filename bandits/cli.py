@@ -63,7 +63,10 @@ def main() -> None:
 @click.option("--demo/--no-demo", default=True, show_default=True,
               help="Create the `demo` loop on first start.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
-def serve(host: str, port: int, workers: int, threads: int, demo: bool, access_log: bool) -> None:
+@click.option("--trainer/--no-trainer", default=None,
+              help="Also run `bandits train` beside the api (default: on with SQLite, off with Postgres).")
+def serve(host: str, port: int, workers: int, threads: int, demo: bool, access_log: bool,
+          trainer: bool | None) -> None:
     """Run the HTTP api under gunicorn."""
     from bandits.server import GunicornServer, gunicorn_options
     from bandits.services.loops import bootstrap
@@ -81,7 +84,37 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, access_l
     click.echo(f"bandits serving on http://{host}:{port} ({workers} workers x {threads} threads, "
                f"database {db.engine.url.render_as_string(hide_password=True)})")
     sys.stdout.flush()
-    GunicornServer(settings, gunicorn_options(host, port, workers, threads, access_log)).run()
+    options = gunicorn_options(host, port, workers, threads, access_log)
+    if trainer if trainer is not None else settings.is_sqlite:
+        import subprocess
+
+        child = subprocess.Popen([sys.executable, "-m", "bandits.cli", "train"])
+        click.echo(f"trainer running beside the api (pid {child.pid})")
+        options["on_exit"] = lambda _server: (child.terminate(), child.wait(timeout=30))
+    GunicornServer(settings, options).run()
+
+
+@main.command()
+@click.option("--loop", "loop_names", multiple=True, help="Train only this loop (repeatable).")
+@click.option("--once", is_flag=True, help="One pass over the loops, then exit.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every published snapshot.")
+def train(loop_names: tuple[str, ...], once: bool, verbose: bool) -> None:
+    """Learn from the decision log and publish model snapshots (the only writer of models).
+
+    Safe to run on several hosts: each loop is trained by one process at a time (the others wait).
+    """
+    import logging
+    import signal
+
+    from bandits.services.trainer import TrainerRunner
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    runner = TrainerRunner(_database(), list(loop_names) or None)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stopping.set())
+    click.echo("bandits trainer running" + (f" for {', '.join(loop_names)}" if loop_names else ""))
+    runner.run(once=once)
 
 
 @main.group()

@@ -110,6 +110,9 @@ class LoopConfig(_Strict):
     exploration: Exploration = Field(default_factory=SquareCB)
     vw_args: str = Field(default="", max_length=2000, description="Extra VW flags, e.g. `-q ua`.")
     max_actions: int = Field(default=256, ge=1, le=10_000)
+    model_publish_interval: float = Field(
+        default=1.0, ge=0.1, le=3600.0, description="Seconds between the trainer's model snapshots."
+    )
 
     @field_validator("reward_wait", mode="before")
     @classmethod

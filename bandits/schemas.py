@@ -68,6 +68,7 @@ class RewardReply(BaseModel):
     event_id: str
     accepted: int
     duplicate: bool
+    late: bool = Field(description="Arrived after the reward window: stored, not learned.")
 
 
 class ActivateReply(BaseModel):
@@ -81,6 +82,7 @@ class OutcomeOut(BaseModel):
     slot: str | None
     reward_id: str | None
     ts: str
+    late: bool
 
 
 class EventReply(BaseModel):

@@ -7,6 +7,8 @@ of microseconds).
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 
 import pylibvw
@@ -58,13 +60,54 @@ def check_config(config: LoopConfig) -> None:
     workspace.finish()
 
 
+def _load(arguments: str, blob: bytes | None) -> vowpalwabbit.Workspace:
+    """A workspace with ``arguments``, starting from a saved model when ``blob`` is given."""
+    if blob is None:
+        return _workspace(arguments)
+    fd, path = tempfile.mkstemp(prefix="bandits-model-", suffix=".vw")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(blob)
+        return _workspace(f"{arguments} -i {path}")
+    finally:
+        os.unlink(path)
+
+
+def _save(workspace: vowpalwabbit.Workspace) -> bytes:
+    fd, path = tempfile.mkstemp(prefix="bandits-model-", suffix=".vw")
+    os.close(fd)
+    try:
+        workspace.save(path)
+        with open(path, "rb") as file:
+            return file.read()
+    finally:
+        os.unlink(path)
+
+
+def _predict(workspace: vowpalwabbit.Workspace, shared: str | None, actions: list[str]) -> list[float]:
+    # pylibvw directly: Workspace.predict wraps every line in a Python Example object, which
+    # costs five times the prediction itself. Same parse, same predict, same result.
+    text = "\n".join([shared, *actions] if shared is not None else actions)
+    examples = workspace._parse(text)
+    try:
+        pylibvw.vw.predict_multi(workspace, examples)
+        return list(examples[0].get_action_scores())
+    finally:
+        pylibvw.vw._finish_example_multi_ex(workspace, examples)
+
+
+def check_model(config: LoopConfig, blob: bytes) -> None:
+    """Raise :class:`VwArgsError` when VW cannot load ``blob`` as this loop's model."""
+    _load(vw_arguments(config), blob).finish()
+
+
 class Policy:
     """A loop's model: predicts the PMF for one decision."""
 
-    def __init__(self, config: LoopConfig, model_version: int = 0) -> None:
+    def __init__(self, config: LoopConfig, model_version: int = 0, blob: bytes | None = None) -> None:
         self.arguments = self.arguments_for(config)
         self.model_version = model_version
-        self._workspace = _workspace(self.arguments)
+        self._workspace = _load(self.arguments, blob)
         self._lock = threading.Lock()
 
     @staticmethod
@@ -73,21 +116,44 @@ class Policy:
 
     def predict(self, shared: str | None, actions: list[str]) -> list[float]:
         """PMF aligned with ``actions`` (VW text lines, see :mod:`bandits.learning.features`)."""
-        text = "\n".join([shared, *actions] if shared is not None else actions)
-        workspace = self._workspace
-        # pylibvw directly: Workspace.predict wraps every line in a Python Example object, which
-        # costs five times the prediction itself. Same parse, same predict, same result.
         with self._lock:
-            examples = workspace._parse(text)
-            try:
-                pylibvw.vw.predict_multi(workspace, examples)
-                return list(examples[0].get_action_scores())
-            finally:
-                pylibvw.vw._finish_example_multi_ex(workspace, examples)
+            return _predict(self._workspace, shared, actions)
 
     def close(self) -> None:
         with self._lock:
             self._workspace.finish()
+
+
+class Learner:
+    """The trainer's VW workspace: learns logged decisions one by one, saves snapshots."""
+
+    def __init__(self, config: LoopConfig, blob: bytes | None = None) -> None:
+        self.arguments = vw_arguments(config)
+        self._workspace = _load(self.arguments, blob)
+
+    def learn(
+        self, shared: str | None, actions: list[str], chosen: int, cost: float, probability: float
+    ) -> None:
+        """Learn one decision: ``actions`` are the VW lines of the actions that were offered,
+        ``chosen`` the index among them of the one shown, with its cost and logged probability."""
+        labelled = list(actions)
+        labelled[chosen] = f"0:{cost!r}:{probability!r} {actions[chosen]}"
+        text = "\n".join([shared, *labelled] if shared is not None else labelled)
+        workspace = self._workspace
+        examples = workspace._parse(text)
+        try:
+            pylibvw.vw.learn_multi(workspace, examples)
+        finally:
+            pylibvw.vw._finish_example_multi_ex(workspace, examples)
+
+    def predict(self, shared: str | None, actions: list[str]) -> list[float]:
+        return _predict(self._workspace, shared, actions)
+
+    def snapshot(self) -> bytes:
+        return _save(self._workspace)
+
+    def close(self) -> None:
+        self._workspace.finish()
 
 
 def namespace_feature_counts(lines: list[str]) -> list[dict[str, int]]:

@@ -138,23 +138,26 @@ class DecisionService:
             values[name] = number
         if request.slot is not None and loop.config.kind == "cb":
             raise unprocessable("NoSlots", "a `cb` loop has no slots; leave `slot` out", "slot")
+        now = utcnow()
         with self._db.session() as session:
-            if store.get_decision(loop.loop_id, event_id, session=session) is None:
+            decision = store.get_decision(loop.loop_id, event_id, session=session)
+            if decision is None:
                 raise _event_not_found(event_id)
             if request.reward_id is not None and store.reward_id_seen(
                 loop.loop_id, event_id, request.reward_id, session=session
             ):
-                return {"event_id": event_id, "accepted": 0, "duplicate": True}
+                return {"event_id": event_id, "accepted": 0, "duplicate": True, "late": False}
+            late = store.is_late(decision, loop.config.reward_wait, now)
             store.add_outcomes(
-                loop.loop_id, event_id, values, request.slot, request.reward_id, utcnow(),
+                loop.loop_id, event_id, values, request.slot, request.reward_id, now, late,
                 session=session,
             )
             try:
                 session.flush()
             except IntegrityError:  # the same reward_id raced in from another request
                 session.rollback()
-                return {"event_id": event_id, "accepted": 0, "duplicate": True}
-        return {"event_id": event_id, "accepted": len(values), "duplicate": False}
+                return {"event_id": event_id, "accepted": 0, "duplicate": True, "late": False}
+        return {"event_id": event_id, "accepted": len(values), "duplicate": False, "late": late}
 
     def activate(self, loop: LoopRuntime, event_id: str) -> dict[str, Any]:
         with self._db.session() as session:
@@ -182,7 +185,7 @@ class DecisionService:
             "activated_at": iso(decision.activated_at),
             "outcomes": [
                 {"objective": o.objective, "value": o.value, "slot": o.slot, "reward_id": o.reward_id,
-                 "ts": iso(o.ts)}
+                 "ts": iso(o.ts), "late": o.late}
                 for o in outcomes
             ],
         }

@@ -13,7 +13,8 @@ from bandits.learning.vw import Policy
 from bandits.loop_config import LoopConfig
 from bandits.store.db import Database
 from bandits.store.loops import KeyGrant, find_key, hash_key
-from bandits.store.models import Loop
+from bandits.store import training
+from bandits.store.models import Loop, Model
 
 ADMIN_ENV_GRANT = KeyGrant(key_id=0, loop_id=None)
 
@@ -52,23 +53,40 @@ class LoopCache:
             return self._refresh(name, runtime)
 
     def _refresh(self, name: str, runtime: LoopRuntime | None) -> LoopRuntime | None:
+        """Re-read the loop's config and newest model version; swap in what changed.
+
+        Requests already holding the old runtime finish with it; the next ones get the new one.
+        """
         with self._db.session() as session:
             row = session.execute(
                 select(Loop.id, Loop.config, Loop.config_version).where(Loop.name == name)
             ).first()
-        now = time.monotonic()
-        if row is None:
-            self._loops.pop(name, None)
-            return None
-        if runtime is not None and runtime.loop_id == row.id and runtime.config_version == row.config_version:
-            runtime.checked_at = now
-            return runtime
-        config = LoopConfig.model_validate(row.config)
-        if runtime is not None and runtime.loop_id == row.id and runtime.policy.arguments == Policy.arguments_for(config):
-            policy = runtime.policy  # the change left the model alone
-        else:
-            policy = Policy(config)
-        fresh = LoopRuntime(row.id, name, config, row.config_version, policy, now)
+            if row is None:
+                self._loops.pop(name, None)
+                return None
+            lineage = training.current_lineage(row.id, session=session)
+            newest = training.latest_version(row.id, session=session)
+            # A snapshot of an older lineage is not this config's model: serve an empty one.
+            wanted = newest[0] if newest is not None and newest[1] == lineage else 0
+            same_loop = runtime is not None and runtime.loop_id == row.id
+            if same_loop and runtime.config_version == row.config_version and (
+                runtime.policy.model_version == wanted
+            ):
+                runtime.checked_at = time.monotonic()
+                return runtime
+            config = LoopConfig.model_validate(row.config)
+            if (
+                same_loop
+                and runtime.policy.model_version == wanted
+                and runtime.policy.arguments == Policy.arguments_for(config)
+            ):
+                policy = runtime.policy  # the change left the model alone
+            elif wanted:
+                model = session.get(Model, (row.id, wanted))
+                policy = Policy(config, wanted, model.blob)
+            else:
+                policy = Policy(config)
+        fresh = LoopRuntime(row.id, name, config, row.config_version, policy, time.monotonic())
         self._loops[name] = fresh
         return fresh
 

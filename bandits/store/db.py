@@ -72,10 +72,11 @@ class Database:
         self.engine.dispose()
 
 
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; we always store UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
 def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite hands back naive datetimes, which we always stored as UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.isoformat()
+    """ISO 8601 in UTC."""
+    return None if moment is None else as_utc(moment).isoformat()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bandits.store.db import as_utc
 from bandits.store.models import Decision, Outcome
 
 
@@ -150,16 +151,29 @@ def add_outcomes(
     slot: str | None,
     reward_id: str | None,
     ts: datetime,
+    late: bool,
     *,
     session: Session,
 ) -> None:
     session.add_all(
         Outcome(
             loop_id=loop_id, event_id=event_id, slot=slot, objective=objective, value=value,
-            reward_id=reward_id, ts=ts,
+            reward_id=reward_id, ts=ts, late=late,
         )
         for objective, value in values.items()
     )
+
+
+def is_late(decision: Decision, reward_wait: float, now: datetime) -> bool:
+    """An outcome is late when its decision was already learned, or its reward window (from the
+    decision, or from the activation of a deferred one) has closed. Before a deferred decision is
+    activated its window has not started."""
+    if decision.learned_at is not None:
+        return True
+    start = decision.activated_at if decision.deferred else decision.ts
+    if start is None:
+        return False
+    return now > as_utc(start) + timedelta(seconds=reward_wait)
 
 
 def activate(decision: Decision, ts: datetime) -> bool:

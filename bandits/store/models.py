@@ -15,10 +15,12 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     UniqueConstraint,
 )
+from sqlalchemy import false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -124,6 +126,8 @@ class Outcome(Base):
     value: Mapped[float] = mapped_column(Float)
     reward_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
     ts: Mapped[datetime] = mapped_column(Timestamp)
+    # Arrived after its decision's reward window (or after it was learned): kept, never learned.
+    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         ForeignKeyConstraint(
@@ -135,3 +139,23 @@ class Outcome(Base):
         UniqueConstraint("loop_id", "event_id", "reward_id", "objective", name="uq_outcomes_reward"),
         Index("ix_outcomes_loop_event", "loop_id", "event_id"),
     )
+
+
+class Model(Base):
+    """A published snapshot of a loop's VW model. Version 0 is the untrained model (not stored).
+
+    ``lineage`` is the config version that started the model's line: a config change that
+    invalidates the model starts a new lineage from an empty model.
+    """
+
+    __tablename__ = "models"
+
+    loop_id: Mapped[int] = mapped_column(ForeignKey("loops.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lineage: Mapped[int] = mapped_column(Integer)
+    config_version: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    events_learned: Mapped[int] = mapped_column(BigInteger)
+    total_learned: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16))  # trainer | import | reset
+    created_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -19,6 +19,7 @@ DEFAULT_CONFIG = {
     "exploration": {"algorithm": "squarecb", "gamma_scale": 10.0, "gamma_exponent": 0.5},
     "vw_args": "",
     "max_actions": 256,
+    "model_publish_interval": 1.0,
 }
 
 

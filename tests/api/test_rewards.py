@@ -36,7 +36,7 @@ def test_several_objectives_in_one_call_store_one_outcome_each(client, auth, db,
     reply = _reward(client, auth, event, {"rewards": {"click": 1, "revenue": 12.5}})
 
     assert reply.status_code == 202, reply.json
-    assert reply.json == {"event_id": event, "accepted": 2, "duplicate": False}
+    assert reply.json == {"event_id": event, "accepted": 2, "duplicate": False, "late": False}
     assert count_outcomes(db) == 2
     outcomes = _outcomes(client, auth, event)
     assert {(o["objective"], o["value"]) for o in outcomes} == {("click", 1.0), ("revenue", 12.5)}
@@ -47,12 +47,12 @@ def test_a_repeated_reward_id_is_accepted_once(client, auth, db, event):
     body = {"rewards": {"click": 1, "revenue": 3.0}, "reward_id": "order-9"}
     first = _reward(client, auth, event, body)
     assert first.status_code == 202, first.json
-    assert first.json == {"event_id": event, "accepted": 2, "duplicate": False}
+    assert first.json == {"event_id": event, "accepted": 2, "duplicate": False, "late": False}
 
     for repeat in (body, {"rewards": {"revenue": 50.0}, "reward_id": "order-9"}):
         again = _reward(client, auth, event, repeat)
         assert again.status_code == 202, again.json
-        assert again.json == {"event_id": event, "accepted": 0, "duplicate": True}
+        assert again.json == {"event_id": event, "accepted": 0, "duplicate": True, "late": False}
 
     assert count_outcomes(db) == 2
     stored = {(o["objective"], o["value"], o["reward_id"]) for o in _outcomes(client, auth, event)}

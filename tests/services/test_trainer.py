@@ -1,0 +1,181 @@
+"""The trainer on real VW, SQLite and Postgres: what it learns, when, and exactly once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from bandits.services.loops import LoopService
+from bandits.services.trainer import LoopTrainer, TrainerRunner
+from bandits.store.locks import LoopLock
+from bandits.store.models import Decision, Loop, Model
+from tests.conftest import ADMIN
+
+GOOD, BAD = "good", "bad"
+ACTIONS = [{"id": BAD, "features": {"offer": {"kind": "x"}}},
+           {"id": GOOD, "features": {"offer": {"kind": "y"}}}]
+
+
+def _loop(app, name="learn", **config) -> tuple[str, int]:
+    config = {"objectives": [{"name": "click", "aggregation": "earliest"}],
+              "exploration": {"algorithm": "epsilon", "epsilon": 0.2}, **config}
+    key = LoopService(app.extensions["bandits"].db).create(name, config)["key"]
+    with app.extensions["bandits"].db.session() as session:
+        loop_id = session.scalar(select(Loop.id).where(Loop.name == name))
+    return key, loop_id
+
+
+def _play(client, key, n, start=0, loop="learn", reward=True):
+    auth = {"Authorization": f"Bearer {key}"}
+    served = []
+    for i in range(start, start + n):
+        reply = client.post(f"/v1/loops/{loop}/choose", json={
+            "event_id": f"e{i}", "context": {"user": {"u": "x"}}, "actions": ACTIONS}, headers=auth)
+        assert reply.status_code == 201, reply.json
+        served.append(reply.json)
+        if reward:
+            click = 1 if reply.json["action"] == GOOD else 0
+            assert client.post(f"/v1/loops/{loop}/events/e{i}/rewards", json={"rewards": {"click": click}},
+                               headers=auth).status_code == 202
+    return served
+
+
+def _learned(db, loop_id) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(Decision).where(
+            Decision.loop_id == loop_id, Decision.learned_at.is_not(None)))
+
+
+def test_the_trainer_learns_and_the_api_serves_the_new_model(app, client, db):
+    key, loop_id = _loop(app)
+    _play(client, key, 150)
+    trainer = LoopTrainer(db, loop_id, "learn")
+    assert trainer.step() == 150
+    assert trainer.step() == 0  # nothing is learned twice
+    assert _learned(db, loop_id) == 150
+
+    served = _play(client, key, 40, start=1000, reward=False)
+    assert {reply["model_version"] for reply in served} == {1}
+    good = [next(r["probability"] for r in reply["ranking"] if r["id"] == GOOD) for reply in served]
+    assert min(good) == pytest.approx(0.9)  # epsilon 0.2 over two actions: the greedy one gets 0.9
+    trainer.close()
+
+
+def test_each_snapshot_records_what_it_learned(app, client, db):
+    key, loop_id = _loop(app)
+    trainer = LoopTrainer(db, loop_id, "learn")
+    for round_ in range(3):
+        _play(client, key, 10, start=100 * round_)
+        assert trainer.step() == 10
+    with db.session() as session:
+        models = session.scalars(select(Model).where(Model.loop_id == loop_id).order_by(Model.version)).all()
+        by_version = dict(session.execute(
+            select(Decision.learned_version, func.count()).where(Decision.loop_id == loop_id)
+            .group_by(Decision.learned_version)).all())
+    assert [m.version for m in models] == [1, 2, 3]
+    assert [m.total_learned for m in models] == [10, 20, 30]
+    assert by_version == {1: 10, 2: 10, 3: 10}
+    trainer.close()
+
+
+def test_a_restarted_trainer_resumes_from_the_last_snapshot(app, client, db):
+    key, loop_id = _loop(app)
+    _play(client, key, 20)
+    first = LoopTrainer(db, loop_id, "learn")
+    assert first.step() == 20
+    first.close()
+    _play(client, key, 5, start=500)
+    second = LoopTrainer(db, loop_id, "learn")
+    assert second.step() == 5
+    assert second.version == 2 and second.total_learned == 25
+    second.close()
+
+
+def test_the_reward_window_decides_what_is_learned(app, client, db):
+    key, loop_id = _loop(app, objectives=[{"name": "click"}], reward_wait=1)
+    auth = {"Authorization": f"Bearer {key}"}
+    _play(client, key, 3, reward=False)
+    on_time = client.post("/v1/loops/learn/events/e0/rewards", json={"rewards": {"click": 1}}, headers=auth)
+    assert on_time.json["late"] is False
+    trainer = LoopTrainer(db, loop_id, "learn")
+    assert trainer.step() == 0  # the window (sum aggregation) is still open
+    time.sleep(1.1)
+    late = client.post("/v1/loops/learn/events/e1/rewards", json={"rewards": {"click": 1}}, headers=auth)
+    assert late.status_code == 202 and late.json["late"] is True
+    assert trainer.step() == 3
+    event = client.get("/v1/loops/learn/events/e1", headers=auth).json
+    assert [o["late"] for o in event["outcomes"]] == [True]
+    trainer.close()
+
+
+def test_deferred_decisions_are_learned_only_once_activated(app, client, db):
+    key, loop_id = _loop(app, objectives=[{"name": "click"}], reward_wait=0.2)
+    auth = {"Authorization": f"Bearer {key}"}
+    for event_id in ("never", "later"):
+        assert client.post("/v1/loops/learn/choose", json={
+            "event_id": event_id, "actions": ACTIONS, "defer": True}, headers=auth).status_code == 201
+    time.sleep(0.3)
+    trainer = LoopTrainer(db, loop_id, "learn")
+    assert trainer.step() == 0
+    assert client.post("/v1/loops/learn/events/later/activate", headers=auth).status_code == 202
+    assert trainer.step() == 0  # its window starts at activation
+    time.sleep(0.3)
+    assert trainer.step() == 1  # learned with the default reward
+    with db.session() as session:
+        never = session.get(Decision, (loop_id, "never"))
+        assert never.learned_at is None
+    trainer.close()
+
+
+def test_logging_only_never_learns(app, client, db):
+    key, loop_id = _loop(app, learning_mode="logging_only")
+    _play(client, key, 10)
+    trainer = LoopTrainer(db, loop_id, "learn")
+    assert trainer.step() == 0
+    assert _learned(db, loop_id) == 0
+    trainer.close()
+
+
+def test_a_model_reset_starts_a_new_lineage(app, client, db):
+    key, loop_id = _loop(app)
+    _play(client, key, 30)
+    trainer = LoopTrainer(db, loop_id, "learn")
+    assert trainer.step() == 30
+    reply = client.patch("/v1/loops/learn", json={"exploration": {"algorithm": "epsilon", "epsilon": 0.5}},
+                         headers=ADMIN)
+    assert reply.json["model_reset"] is True
+    # The api no longer serves the old lineage's snapshot.
+    served = _play(client, key, 3, start=700, reward=False)
+    assert {r["model_version"] for r in served} == {0}
+    _play(client, key, 5, start=800)
+    assert trainer.step() == 5  # the three without rewards wait for their window
+    assert trainer.version == 2 and trainer.total_learned == 5  # a fresh model, numbering goes on
+    served = _play(client, key, 1, start=900, reward=False)
+    assert served[0]["model_version"] == 2
+    trainer.close()
+
+
+def test_one_trainer_per_loop(app, db):
+    _, loop_id = _loop(app)
+    first, second = LoopLock(db, loop_id), LoopLock(db, loop_id)
+    assert first.acquire()
+    assert not second.acquire()
+    first.release()
+    assert second.acquire()
+    second.release()
+
+
+def test_the_runner_trains_every_loop_it_holds(app, client, db):
+    key_a, loop_a = _loop(app, "loop-a")
+    key_b, loop_b = _loop(app, "loop-b")
+    _play(client, key_a, 5, loop="loop-a")
+    _play(client, key_b, 7, loop="loop-b")
+    blocked = LoopLock(db, loop_b)
+    assert blocked.acquire()  # as if another host trained loop-b
+    runner = TrainerRunner(db)
+    assert runner.cycle() == 5
+    blocked.release()
+    assert runner.cycle() == 7
+    runner.close()
