@@ -113,6 +113,14 @@ class LoopConfig(_Strict):
     model_publish_interval: float = Field(
         default=1.0, ge=0.1, le=3600.0, description="Seconds between the trainer's model snapshots."
     )
+    apprentice_agreement: float = Field(
+        default=0.9, ge=0.5, le=1.0,
+        description="Apprentice mode switches to online once the model's own pick agrees with the "
+        "baseline this often ...",
+    )
+    apprentice_events: int = Field(
+        default=1000, ge=10, le=1_000_000, description="... over this many consecutive events."
+    )
 
     @field_validator("reward_wait", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from bandits.learning.features import action_line, shared_line
 from bandits.learning.rewards import complete_early, cost, scalar_reward
 from bandits.learning.vw import Learner
 from bandits.loop_config import LoopConfig
+from bandits.store import loops as loops_store
 from bandits.store import training
 from bandits.store.db import Database, utcnow
 from bandits.store.locks import LoopLock
@@ -45,6 +47,8 @@ class LoopTrainer:
     version: int = 0
     total_learned: int = 0
     learner: Learner | None = field(default=None, repr=False)
+    # Apprentice mode: 1 when the model's own pick (before learning the event) was the baseline.
+    agreements: deque[int] = field(default_factory=deque, repr=False)
 
     def step(self, limit: int = BATCH_LIMIT) -> int:
         """Learn what is learnable now and publish one snapshot; returns the events learned."""
@@ -65,6 +69,7 @@ class LoopTrainer:
         for decision in decisions:
             self._learn(decision, outcomes.get(decision.event_id, []))
         self._publish(event_ids, now)
+        self._maybe_graduate()
         return len(event_ids)
 
     def _learn(self, decision: Any, outcomes: list[tuple[str, float]]) -> None:
@@ -72,13 +77,41 @@ class LoopTrainer:
         excluded = set(decision.excluded)
         offered = [a for a in decision.actions if a["id"] not in excluded]
         chosen = next(i for i, a in enumerate(offered) if a["id"] == decision.chosen)
+        shared = shared_line(decision.context)
+        lines = [action_line(a["id"], a.get("features")) for a in offered]
+        if decision.learning_mode == "apprentice" and self.config.learning_mode == "apprentice":
+            pmf = self.learner.predict(shared, lines)
+            own_pick = offered[max(range(len(pmf)), key=pmf.__getitem__)]["id"]
+            self.agreements.append(int(own_pick == decision.baseline))
+            while len(self.agreements) > self.config.apprentice_events:
+                self.agreements.popleft()
         self.learner.learn(
-            shared_line(decision.context),
-            [action_line(a["id"], a.get("features")) for a in offered],
-            chosen,
-            cost(scalar_reward(self.config, outcomes)),
-            decision.probability,
+            shared, lines, chosen, cost(scalar_reward(self.config, outcomes)), decision.probability
         )
+
+    def agreement(self) -> float | None:
+        """Share of the last ``apprentice_events`` apprentice events where the model agreed."""
+        return sum(self.agreements) / len(self.agreements) if self.agreements else None
+
+    def _maybe_graduate(self) -> None:
+        """Apprentice → online, by itself, once the model agrees with the baseline often enough
+        over a full window of events; recorded as a new config version."""
+        assert self.config is not None
+        agreement = self.agreement()
+        if (
+            self.config.learning_mode != "apprentice"
+            or len(self.agreements) < self.config.apprentice_events
+            or agreement is None
+            or agreement < self.config.apprentice_agreement
+        ):
+            return
+        with self.db.session() as session:
+            loop = session.get(Loop, self.loop_id)
+            config = {**loop.config, "learning_mode": "online"}
+            loops_store.update_loop_config(loop, config, False, session=session)
+        log.warning("loop %s: apprentice agreement %.3f over %d events; switched to online",
+                    self.name, agreement, len(self.agreements))
+        self.agreements.clear()
 
     def _publish(self, event_ids: list[str], now) -> None:
         assert self.learner is not None
@@ -86,7 +119,7 @@ class LoopTrainer:
             loop_id=self.loop_id, version=self.version + 1, lineage=self.lineage,
             config_version=self.config_version, blob=self.learner.snapshot(),
             events_learned=len(event_ids), total_learned=self.total_learned + len(event_ids),
-            source="trainer", created_at=now,
+            source="trainer", created_at=now, apprentice_agreement=self.agreement(),
         )
         try:
             with self.db.session() as session:
@@ -104,7 +137,10 @@ class LoopTrainer:
             select(Loop.config, Loop.config_version).where(Loop.id == self.loop_id)
         ).one()
         lineage = training.current_lineage(self.loop_id, session=session)
-        if self.learner is not None and lineage == self.lineage:
+        newest = training.latest_version(self.loop_id, session=session)
+        # Someone else published in this lineage (an imported model): continue from it.
+        foreign = newest is not None and newest[1] == lineage and newest[0] != self.version
+        if self.learner is not None and lineage == self.lineage and not foreign:
             if row.config_version != self.config_version:  # weights etc.: same model
                 self.config = LoopConfig.model_validate(row.config)
                 self.config_version = row.config_version

@@ -157,5 +157,8 @@ class Model(Base):
     blob: Mapped[bytes] = mapped_column(LargeBinary)
     events_learned: Mapped[int] = mapped_column(BigInteger)
     total_learned: Mapped[int] = mapped_column(BigInteger)
-    source: Mapped[str] = mapped_column(String(16))  # trainer | import | reset
+    source: Mapped[str] = mapped_column(String(16))  # trainer | import
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # In apprentice mode: how often the model's own pick matched the baseline over the last
+    # `apprentice_events` events it learned.
+    apprentice_agreement: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('total_learned', sa.BigInteger(), nullable=False),
     sa.Column('source', sa.String(length=16), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('apprentice_agreement', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['loop_id'], ['loops.id'], name=op.f('fk_models_loop_id_loops'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('loop_id', 'version', name=op.f('pk_models'))
     )

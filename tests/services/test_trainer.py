@@ -179,3 +179,46 @@ def test_the_runner_trains_every_loop_it_holds(app, client, db):
     blocked.release()
     assert runner.cycle() == 7
     runner.close()
+
+
+def test_apprentice_serves_the_baseline_learns_and_graduates_by_itself(app, client, db):
+    key, loop_id = _loop(app, learning_mode="apprentice", apprentice_agreement=0.9,
+                         apprentice_events=50)
+    auth = {"Authorization": f"Bearer {key}"}
+    trainer = LoopTrainer(db, loop_id, "learn")
+    for i in range(120):
+        mode = client.get("/v1/loops/learn", headers=ADMIN).json["config"]["learning_mode"]
+        reply = client.post("/v1/loops/learn/choose", json={
+            "event_id": f"a{i}", "actions": ACTIONS, "baseline": GOOD}, headers=auth)
+        if mode == "apprentice":  # the baseline, with certainty
+            assert reply.json["action"] == GOOD and reply.json["probability"] == 1.0
+        client.post(f"/v1/loops/learn/events/a{i}/rewards", json={"rewards": {"click": 1}}, headers=auth)
+        if i % 20 == 19:
+            trainer.step()
+    loop = client.get("/v1/loops/learn", headers=ADMIN).json
+    assert loop["config"]["learning_mode"] == "online"  # switched by the trainer
+    with db.session() as session:
+        agreements = session.scalars(select(Model.apprentice_agreement).where(Model.loop_id == loop_id)
+                                     .order_by(Model.version)).all()
+    reported = [a for a in agreements if a is not None]
+    assert reported and max(reported) >= 0.9  # the snapshot that triggered the switch
+    # Online now: the model, warm from the baseline's rewards, prefers the baseline's action.
+    reply = client.post("/v1/loops/learn/choose", json={"event_id": "after", "actions": ACTIONS}, headers=auth)
+    assert next(r["probability"] for r in reply.json["ranking"] if r["id"] == GOOD) > 0.5
+    trainer.close()
+
+
+def test_apprentice_does_not_graduate_while_the_model_disagrees(app, client, db):
+    key, loop_id = _loop(app, learning_mode="apprentice", apprentice_events=20)
+    auth = {"Authorization": f"Bearer {key}"}
+    trainer = LoopTrainer(db, loop_id, "learn")
+    for i in range(60):
+        # The baseline alternates, so no model can agree with it 90 % of the time.
+        baseline = GOOD if i % 2 else BAD
+        client.post("/v1/loops/learn/choose", json={
+            "event_id": f"d{i}", "actions": ACTIONS, "baseline": baseline}, headers=auth)
+        client.post(f"/v1/loops/learn/events/d{i}/rewards", json={"rewards": {"click": 0}}, headers=auth)
+    trainer.step()
+    assert client.get("/v1/loops/learn", headers=ADMIN).json["config"]["learning_mode"] == "apprentice"
+    assert trainer.agreement() < 0.9
+    trainer.close()
