@@ -20,6 +20,8 @@ DEFAULT_CONFIG = {
     "vw_args": "",
     "max_actions": 256,
     "model_publish_interval": 1.0,
+    "apprentice_agreement": 0.9,
+    "apprentice_events": 1000,
 }
 
 
