@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 
 from bandits.learning.features import action_line, shared_line
@@ -32,6 +33,7 @@ from bandits.store.models import Loop, Model
 log = logging.getLogger("bandits.trainer")
 
 BATCH_LIMIT = 50_000
+ACTION_CACHE_SIZE = 10_000
 
 
 @dataclass
@@ -49,6 +51,7 @@ class LoopTrainer:
     learner: Learner | None = field(default=None, repr=False)
     # Apprentice mode: 1 when the model's own pick (before learning the event) was the baseline.
     agreements: deque[int] = field(default_factory=deque, repr=False)
+    action_cache: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False)
 
     def step(self, limit: int = BATCH_LIMIT) -> int:
         """Learn what is learnable now and publish one snapshot; returns the events learned."""
@@ -65,7 +68,7 @@ class LoopTrainer:
             if not decisions:
                 return 0
             event_ids = [d.event_id for d in decisions]
-            outcomes = training.on_time_outcomes(self.loop_id, event_ids, session=session)
+            outcomes = training.on_time_outcomes(self.loop_id, session=session)
         for decision in decisions:
             self._learn(decision, outcomes.get(decision.event_id, []))
         self._publish(event_ids, now)
@@ -74,20 +77,36 @@ class LoopTrainer:
 
     def _learn(self, decision: Any, outcomes: list[tuple[str, float]]) -> None:
         assert self.config is not None and self.learner is not None
-        excluded = set(decision.excluded)
-        offered = [a for a in decision.actions if a["id"] not in excluded]
-        chosen = next(i for i, a in enumerate(offered) if a["id"] == decision.chosen)
-        shared = shared_line(decision.context)
-        lines = [action_line(a["id"], a.get("features")) for a in offered]
+        ids, all_lines = self._action_lines(decision.actions)
+        if decision.excluded:
+            excluded = set(decision.excluded)
+            offered = [i for i, action_id in enumerate(ids) if action_id not in excluded]
+            ids = [ids[i] for i in offered]
+            lines = [all_lines[i] for i in offered]
+        else:
+            lines = all_lines
+        chosen = ids.index(decision.chosen)
+        shared = shared_line(orjson.loads(decision.context))
         if decision.learning_mode == "apprentice" and self.config.learning_mode == "apprentice":
             pmf = self.learner.predict(shared, lines)
-            own_pick = offered[max(range(len(pmf)), key=pmf.__getitem__)]["id"]
+            own_pick = ids[max(range(len(pmf)), key=pmf.__getitem__)]
             self.agreements.append(int(own_pick == decision.baseline))
             while len(self.agreements) > self.config.apprentice_events:
                 self.agreements.popleft()
         self.learner.learn(
             shared, lines, chosen, cost(scalar_reward(self.config, outcomes)), decision.probability
         )
+
+    def _action_lines(self, actions_json: str) -> tuple[list[str], list[str]]:
+        """Ids and VW lines of a logged action list, remembered by its JSON text."""
+        cached = self.action_cache.get(actions_json)
+        if cached is None:
+            actions = orjson.loads(actions_json)
+            cached = ([a["id"] for a in actions], [action_line(a["id"], a.get("features")) for a in actions])
+            if len(self.action_cache) >= ACTION_CACHE_SIZE:
+                self.action_cache.clear()
+            self.action_cache[actions_json] = cached
+        return cached
 
     def agreement(self) -> float | None:
         """Share of the last ``apprentice_events`` apprentice events where the model agreed."""

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,8 +25,11 @@ def make_engine(settings: Settings, pool_size: int = 10) -> Engine:
     write the same file) and enforced foreign keys.
     """
     url = settings.database_url
+    json_codec = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
     if settings.is_sqlite:
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **json_codec
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every test
@@ -38,8 +42,13 @@ def make_engine(settings: Settings, pool_size: int = 10) -> Engine:
 
         return engine
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=3600
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=3600,
+        **json_codec,
     )
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
 def sqlite_path(settings: Settings) -> Path | None:

@@ -3,61 +3,72 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from bandits.store.models import Decision, LoopConfigVersion, Model, Outcome
 
 
+# The JSON documents come back as text: the trainer parses them with orjson, and skips parsing
+# the actions altogether when it has seen the same list before (products offer the same actions
+# again and again).
+LEARN_COLUMNS = (
+    Decision.event_id, Decision.ts, cast(Decision.context, Text).label("context"),
+    cast(Decision.actions, Text).label("actions"), Decision.excluded, Decision.baseline,
+    Decision.chosen, Decision.probability, Decision.learning_mode,
+)
+
+
+def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: datetime):
+    """The condition for a decision being learnable now (see :func:`learnable`)."""
+    closed_before = now - timedelta(seconds=reward_wait)
+    ready = or_(
+        and_(Decision.deferred.is_(False), Decision.ts <= closed_before),
+        and_(Decision.deferred.is_(True), Decision.activated_at <= closed_before),
+    )
+    if n_objectives is not None:
+        complete = (
+            select(Outcome.event_id)
+            .where(Outcome.loop_id == loop_id, Outcome.late.is_(False))
+            .group_by(Outcome.event_id)
+            .having(func.count(func.distinct(Outcome.objective)) >= n_objectives)
+        )
+        active = or_(Decision.deferred.is_(False), Decision.activated_at.is_not(None))
+        ready = or_(ready, and_(active, Decision.event_id.in_(complete)))
+    return and_(Decision.loop_id == loop_id, Decision.learned_at.is_(None), ready)
+
+
 def learnable(
     loop_id: int, reward_wait: float, n_objectives: int | None, now: datetime, limit: int,
     *, session: Session,
-) -> list[Decision]:
-    """Unlearned decisions whose reward window has closed, oldest first.
+) -> list[Any]:
+    """Unlearned decisions whose reward window has closed, oldest first (rows of
+    :data:`LEARN_COLUMNS`).
 
     The window starts at the decision, or at its activation for a deferred one (a deferred
     decision never activated is never learnable). With ``n_objectives`` (every objective uses
     ``earliest``), a decision is also learnable as soon as each objective has an on-time outcome.
     """
-    closed_before = now - timedelta(seconds=reward_wait)
-    started = or_(
-        and_(Decision.deferred.is_(False), Decision.ts <= closed_before),
-        and_(Decision.deferred.is_(True), Decision.activated_at <= closed_before),
-    )
-    ready = started
-    if n_objectives is not None:
-        objectives_in = (
-            select(func.count(func.distinct(Outcome.objective)))
-            .where(
-                Outcome.loop_id == Decision.loop_id,
-                Outcome.event_id == Decision.event_id,
-                Outcome.late.is_(False),
-            )
-            .scalar_subquery()
-        )
-        active = or_(Decision.deferred.is_(False), Decision.activated_at.is_not(None))
-        ready = or_(started, and_(active, objectives_in >= n_objectives))
     return list(
-        session.scalars(
-            select(Decision)
-            .where(Decision.loop_id == loop_id, Decision.learned_at.is_(None), ready)
+        session.execute(
+            select(*LEARN_COLUMNS)
+            .where(_ready(loop_id, reward_wait, n_objectives, now))
             .order_by(Decision.ts, Decision.event_id)
             .limit(limit)
         )
     )
 
 
-def on_time_outcomes(
-    loop_id: int, event_ids: list[str], *, session: Session
-) -> dict[str, list[tuple[str, float]]]:
-    """(objective, value) pairs in arrival order for each event, late outcomes left out."""
+def on_time_outcomes(loop_id: int, *, session: Session) -> dict[str, list[tuple[str, float]]]:
+    """(objective, value) pairs in arrival order for every unlearned decision of the loop, late
+    outcomes left out (one pass over a join, not a list of ids)."""
     found: dict[str, list[tuple[str, float]]] = {}
-    if not event_ids:
-        return found
     rows = session.execute(
         select(Outcome.event_id, Outcome.objective, Outcome.value)
-        .where(Outcome.loop_id == loop_id, Outcome.event_id.in_(event_ids), Outcome.late.is_(False))
+        .join(Decision, and_(Decision.loop_id == Outcome.loop_id, Decision.event_id == Outcome.event_id))
+        .where(Outcome.loop_id == loop_id, Outcome.late.is_(False), Decision.learned_at.is_(None))
         .order_by(Outcome.ts, Outcome.id)
     )
     for event_id, objective, value in rows:
@@ -91,31 +102,70 @@ def latest_version(loop_id: int, *, session: Session) -> tuple[int, int] | None:
     return (row.version, row.lineage) if row else None
 
 
-def publish(
-    model: Model, event_ids: list[str], now: datetime, *, session: Session
-) -> None:
+def publish(model: Model, event_ids: list[str], now: datetime, *, session: Session) -> None:
     """Add the snapshot and mark the events it learned, in the caller's transaction.
 
     Raises when an event was already marked (another trainer learned it): the caller must roll
     back, so no event is ever learned twice.
     """
     session.add(model)
-    marked = 0
-    for start in range(0, len(event_ids), 500):
-        chunk = event_ids[start:start + 500]
-        marked += session.execute(
-            update(Decision)
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        marked = session.execute(
+            text(
+                "UPDATE decisions SET learned_at = :now, learned_version = :version "
+                "FROM unnest(CAST(:ids AS text[])) AS learned(event_id) "
+                "WHERE decisions.loop_id = :loop_id AND decisions.event_id = learned.event_id "
+                "AND decisions.learned_at IS NULL"
+            ),
+            {"now": now, "version": model.version, "ids": event_ids, "loop_id": model.loop_id},
+        ).rowcount
+    else:
+        table = Decision.__table__
+        marked = session.connection().execute(
+            update(table)
             .where(
-                Decision.loop_id == model.loop_id,
-                Decision.event_id.in_(chunk),
-                Decision.learned_at.is_(None),
+                table.c.loop_id == model.loop_id,
+                table.c.event_id == bindparam("learned_id"),
+                table.c.learned_at.is_(None),
             )
-            .values(learned_at=now, learned_version=model.version)
-            .execution_options(synchronize_session=False)
+            .values(learned_at=now, learned_version=model.version),
+            [{"learned_id": event_id} for event_id in event_ids],
         ).rowcount
     if marked != len(event_ids):
         raise RuntimeError(
             f"{len(event_ids) - marked} of {len(event_ids)} events were already learned; "
             "is another trainer running on this loop?"
         )
-    session.flush()
+
+
+def list_models(loop_id: int, limit: int, *, session: Session) -> list[Any]:
+    """Snapshot metadata, newest first, with each blob's size in bytes (``size_bytes``) but not
+    the blob itself."""
+    return list(session.execute(
+        select(
+            Model.version, Model.lineage, Model.config_version, Model.events_learned,
+            Model.total_learned, Model.source, Model.created_at,
+            func.length(Model.blob).label("size_bytes"),
+        )
+        .where(Model.loop_id == loop_id)
+        .order_by(Model.version.desc())
+        .limit(limit)
+    ))
+
+
+def model_blob(loop_id: int, version: int, *, session: Session) -> bytes | None:
+    """The VW model file of one snapshot, or None when the loop has no such version."""
+    return session.scalar(
+        select(Model.blob).where(Model.loop_id == loop_id, Model.version == version)
+    )
+
+
+def lineage_total_learned(loop_id: int, lineage: int, *, session: Session) -> int:
+    """``total_learned`` of the newest snapshot of ``lineage`` (0 when it has none)."""
+    return session.scalar(
+        select(Model.total_learned)
+        .where(Model.loop_id == loop_id, Model.lineage == lineage)
+        .order_by(Model.version.desc())
+        .limit(1)
+    ) or 0

@@ -1,0 +1,128 @@
+"""Events learned per second by the trainer (join + learn + commit), `cb` with 10 actions.
+
+Fills a fresh Postgres database with N decisions (10 actions, 4 context namespaces) and their
+outcomes, then times `LoopTrainer.step()` over all of them: reading the decisions and outcomes,
+scalarising, featurising, learning with VW, saving the snapshot and marking the events, in one
+transaction. For scale it also times VW alone learning the same, already featurised, examples.
+Target: >= 20,000 events/s on the 2-core machine.
+
+    python benchmarks/trainer_throughput.py [--events 50000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert, text, update
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bandits.config import load_settings  # noqa: E402
+from bandits.learning.features import action_line, shared_line  # noqa: E402
+from bandits.learning.vw import Learner  # noqa: E402
+from bandits.loop_config import LoopConfig  # noqa: E402
+from bandits.services.loops import LoopService  # noqa: E402
+from bandits.services.trainer import LoopTrainer  # noqa: E402
+from bandits.store import migrate  # noqa: E402
+from bandits.store.db import Database, utcnow  # noqa: E402
+from bandits.store.decisions import DecisionRow, DecisionWriter  # noqa: E402
+from bandits.store.models import Decision, Model, Outcome  # noqa: E402
+from benchmarks.choose_throughput import request_body  # noqa: E402
+
+POSTGRES_URL = os.environ.get(
+    "BANDITS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+CONFIG = {"objectives": [{"name": "click", "aggregation": "earliest"}], "vw_args": "-q uo"}
+
+
+def fill(database: Database, loop_id: int, events: int) -> None:
+    body = request_body()
+    writer = DecisionWriter(database.engine)
+    now = utcnow()
+    for start in range(0, events, 1000):
+        rows = [
+            DecisionRow(loop_id, f"e{i}", now, body["context"], body["actions"], [], "offer-0",
+                        f"offer-{i % 10}", 0.1, [0.1] * 10, 0, 1, "online", i, False)
+            for i in range(start, min(start + 1000, events))
+        ]
+        writer.write(rows)
+    writer.close()
+    with database.engine.begin() as connection:
+        connection.execute(insert(Outcome), [
+            {"loop_id": loop_id, "event_id": f"e{i}", "objective": "click", "value": float(i % 3 == 0),
+             "ts": now, "late": False} for i in range(events)
+        ])
+
+
+def reset(database: Database, loop_id: int) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(update(Decision).where(Decision.loop_id == loop_id)
+                           .values(learned_at=None, learned_version=None))
+        connection.execute(Model.__table__.delete().where(Model.loop_id == loop_id))
+
+
+def vw_alone(events: int) -> float:
+    body = request_body()
+    shared = shared_line(body["context"])
+    lines = [action_line(a["id"], a["features"]) for a in body["actions"]]
+    learner = Learner(LoopConfig.model_validate(CONFIG))
+    started = time.perf_counter()
+    for i in range(events):
+        learner.learn(shared, lines, i % 10, -float(i % 3 == 0), 0.1)
+    elapsed = time.perf_counter() - started
+    learner.close()
+    return events / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"bandits_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        database = Database(load_settings(database_url=url), pool_size=2)
+        migrate.upgrade(database.engine)
+        LoopService(database).create("bench", CONFIG)
+        loop_id = 1
+        print(f"filling {args.events} decisions with outcomes ...", flush=True)
+        fill(database, loop_id, args.events)
+        rates, alone = [], []
+        for round_ in range(args.rounds):
+            reset(database, loop_id)
+            trainer = LoopTrainer(database, loop_id, "bench")
+            started = time.perf_counter()
+            learned = trainer.step(limit=args.events)
+            elapsed = time.perf_counter() - started
+            trainer.close()
+            assert learned == args.events, learned
+            rates.append(learned / elapsed)
+            alone.append(vw_alone(args.events))
+            print(f"round {round_ + 1}: trainer {rates[-1]:,.0f} events/s ({elapsed:.2f} s); "
+                  f"VW alone on featurised text {alone[-1]:,.0f} events/s", flush=True)
+        print(f"\ntrainer (join + learn + commit), cb with 10 actions, -q uo: "
+              f"{statistics.median(rates):,.0f} events/s (median of {args.rounds}); "
+              f"VW alone: {statistics.median(alone):,.0f} events/s; "
+              f"ratio {statistics.median(rates) / statistics.median(alone):.2f}")
+        database.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
