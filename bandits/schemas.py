@@ -100,6 +100,8 @@ class EventReply(BaseModel):
     learning_mode: str
     deferred: bool
     activated_at: str | None
+    learned_at: str | None = Field(description="When the trainer learned it (null until then).")
+    learned_version: int | None = Field(description="The first model version that learned it.")
     outcomes: list[OutcomeOut]
 
 
@@ -129,6 +131,41 @@ class LoopPatched(LoopOut):
 class KeyCreated(BaseModel):
     key: str
     loop: str | None
+
+
+class ModelListQuery(_Body):
+    limit: int = Field(
+        default=100, ge=1, le=1000, description="At most this many snapshots, newest first."
+    )
+
+
+class ModelOut(BaseModel):
+    version: int
+    lineage: int = Field(description="The config version that started this model's line.")
+    config_version: int = Field(description="The loop's config version when it was published.")
+    events_learned: int = Field(description="Decisions learned since the previous snapshot.")
+    total_learned: int = Field(description="Decisions learned by the lineage up to this snapshot.")
+    source: str = Field(description="`trainer`, or `import` for a model uploaded with PUT.")
+    created_at: str
+    size_bytes: int
+    apprentice_agreement: float | None = Field(
+        description="Apprentice mode: how often the model's own pick was the baseline (last "
+        "`apprentice_events` events); null otherwise."
+    )
+
+
+class ModelList(BaseModel):
+    current: int = Field(description="The version the api serves now (0: the empty model).")
+    lineage: int = Field(description="The current lineage.")
+    models: list[ModelOut]
+
+
+class ModelReset(BaseModel):
+    lineage: int
+    config_version: int
+    current: Literal[0] = Field(
+        description="The api serves the empty model until the trainer publishes."
+    )
 
 
 class ErrorDetail(BaseModel):

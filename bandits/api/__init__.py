@@ -9,6 +9,7 @@ from flask import Flask
 from bandits.config import Settings, load_settings
 from bandits.services.decisions import DecisionService
 from bandits.services.loops import LoopService
+from bandits.services.models import ModelService
 from bandits.services.runtime import KeyCache, LoopCache
 from bandits.store.db import Database
 
@@ -23,6 +24,7 @@ class Services:
         self.keys = KeyCache(self.db, settings.cache_seconds, settings.admin_key)
         self.decisions = DecisionService(self.db)
         self.admin = LoopService(self.db)
+        self.models = ModelService(self.db)
 
     def close(self) -> None:
         self.decisions.close()
@@ -30,7 +32,7 @@ class Services:
 
 
 def create_app(settings: Settings | None = None, config: dict[str, Any] | None = None) -> Flask:
-    from bandits.api import errors, health, loops, openapi, events
+    from bandits.api import errors, events, health, loops, models, openapi
 
     settings = settings or load_settings()
     app = Flask("bandits")
@@ -38,6 +40,6 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     app.config.update(config or {})
     app.extensions["bandits"] = Services(settings, pool_size=app.config.get("POOL_SIZE", 10))
     errors.init_app(app)
-    for module in (health, loops, events, openapi):
+    for module in (health, loops, events, models, openapi):
         app.register_blueprint(module.bp)
     return app

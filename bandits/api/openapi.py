@@ -17,9 +17,12 @@ from bandits.loop_config import LoopConfig
 bp = Blueprint("openapi", __name__)
 
 ADMIN, LOOP, NONE = "admin", "loop", "none"
+# A body that is a file, not JSON (in place of a model in ROUTES).
+OCTETS = "application/octet-stream"
 
-# (method, path, summary, auth, request body, {status: (description, model or None)})
-ROUTES: list[tuple[str, str, str, str, type[BaseModel] | None, dict[int, tuple[str, Any]]]] = [
+# (method, path, summary, auth, request body, {status: (description, model or OCTETS or None)})
+Body = type[BaseModel] | str | None
+ROUTES: list[tuple[str, str, str, str, Body, dict[int, tuple[str, Any]]]] = [
     ("post", "/v1/loops", "Create a loop; the reply carries its first key", ADMIN, s.LoopCreate,
      {201: ("Created", s.LoopCreated), 409: ("A loop with that name exists", s.ErrorReply),
       422: ("Invalid config, or VW rejected vw_args", s.ErrorReply)}),
@@ -44,11 +47,34 @@ ROUTES: list[tuple[str, str, str, str, type[BaseModel] | None, dict[int, tuple[s
             409: ("The decision was not deferred", s.ErrorReply)}),
     ("get", "/v1/loops/{loop}/events/{event_id}", "A logged decision and its outcomes", LOOP, None,
      {200: ("The decision", s.EventReply)}),
+    ("get", "/v1/loops/{loop}/models", "A loop's model snapshots, newest first (no blobs)", ADMIN,
+     None, {200: ("The snapshots and the version served now", s.ModelList)}),
+    ("get", "/v1/loops/{loop}/models/{version}", "Download a snapshot's VW model file", ADMIN, None,
+     {200: ("The VW model file (an attachment)", OCTETS),
+      404: ("Unknown loop, or no such version (ModelNotFound)", s.ErrorReply)}),
+    ("put", "/v1/loops/{loop}/models", "Import a VW model file as the newest snapshot", ADMIN,
+     OCTETS, {201: ("Stored; the api serves it and the trainer continues from it", s.ModelOut),
+              400: ("Empty body", s.ErrorReply),
+              409: ("A snapshot or a reset happened meanwhile; send it again", s.ErrorReply),
+              413: ("Body over the size limit", s.ErrorReply),
+              415: ("Not application/octet-stream", s.ErrorReply),
+              422: ("VW cannot load it with the loop's arguments", s.ErrorReply)}),
+    ("post", "/v1/loops/{loop}/models/reset", "Start a new model lineage from an empty model",
+     ADMIN, None, {200: ("The new lineage (a new config version, same config)", s.ModelReset)}),
     ("get", "/healthz", "Liveness", NONE, None, {200: ("Alive", s.Health)}),
     ("get", "/readyz", "Readiness (the database answers)", NONE, None,
      {200: ("Ready", s.Health), 503: ("Not ready", s.Health)}),
     ("get", "/openapi.json", "This document", NONE, None, {200: ("OpenAPI 3.1", None)}),
 ]
+
+# Path parameters by name; query parameters (a model's fields) by route.
+_PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "loop": {"type": "string"}, "event_id": {"type": "string"},
+    "version": {"type": "integer", "minimum": 0},
+}
+_QUERIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("get", "/v1/loops/{loop}/models"): s.ModelListQuery,
+}
 
 _COMMON_ERRORS = {
     400: "Malformed JSON or an invalid request", 401: "Missing or unknown API key",
@@ -59,14 +85,34 @@ _COMMON_ERRORS = {
 def _models() -> list[type[BaseModel]]:
     models = {LoopConfig}
     for *_, body, responses in ROUTES:
-        if body is not None:
+        if isinstance(body, type):
             models.add(body)
-        models.update(model for _, model in responses.values() if model is not None)
+        models.update(model for _, model in responses.values() if isinstance(model, type))
     return sorted(models, key=lambda model: model.__name__)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _content(model: type[BaseModel] | str) -> dict[str, Any]:
+    if isinstance(model, str):
+        return {model: {"schema": {"type": "string", "contentMediaType": model}}}
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _parameters(method: str, path: str) -> list[dict[str, Any]]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": schema}
+        for name, schema in _PATH_PARAMETERS.items() if "{" + name + "}" in path
+    ]
+    query = _QUERIES.get((method, path))
+    if query is not None:
+        for name, schema in query.model_json_schema()["properties"].items():
+            description = schema.pop("description", None)
+            parameters.append({"name": name, "in": "query", "required": False,
+                               "description": description, "schema": schema})
+    return parameters
 
 
 @lru_cache(maxsize=1)
@@ -80,16 +126,11 @@ def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, auth, body, responses in ROUTES:
         operation: dict[str, Any] = {"summary": summary, "responses": {}}
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in ("loop", "event_id") if "{" + name + "}" in path
-        ]
+        parameters = _parameters(method, path)
         if parameters:
             operation["parameters"] = parameters
         if body is not None:
-            operation["requestBody"] = {
-                "required": True, "content": {"application/json": {"schema": _ref(body)}}
-            }
+            operation["requestBody"] = {"required": True, "content": _content(body)}
         operation["security"] = [] if auth == NONE else [{"bearer": []}]
         if auth != NONE:
             operation["description"] = f"Needs {'an admin key' if auth == ADMIN else 'a loop key or an admin key'}."
@@ -97,7 +138,7 @@ def document() -> dict[str, Any]:
         for status, (description, model) in {**{k: (v, s.ErrorReply) for k, v in errors.items()}, **responses}.items():
             reply: dict[str, Any] = {"description": description}
             if model is not None:
-                reply["content"] = {"application/json": {"schema": _ref(model)}}
+                reply["content"] = _content(model)
             operation["responses"][str(status)] = reply
         paths.setdefault(path, {})[method] = operation
     return {

@@ -183,6 +183,7 @@ class DecisionService:
             "model_version": decision.model_version, "config_version": decision.config_version,
             "learning_mode": decision.learning_mode, "deferred": decision.deferred,
             "activated_at": iso(decision.activated_at),
+            "learned_at": iso(decision.learned_at), "learned_version": decision.learned_version,
             "outcomes": [
                 {"objective": o.objective, "value": o.value, "slot": o.slot, "reward_id": o.reward_id,
                  "ts": iso(o.ts), "late": o.late}

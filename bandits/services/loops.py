@@ -69,7 +69,7 @@ class LoopService:
 
     def get(self, name: str) -> dict[str, Any]:
         with self._db.session() as session:
-            return loop_json(self._loop(name, session))
+            return loop_json(loop_or_404(name, session))
 
     def list(self) -> list[dict[str, Any]]:
         with self._db.session() as session:
@@ -78,7 +78,7 @@ class LoopService:
     def patch(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Merge ``changes`` into the loop's config (top-level keys replace) as a new version."""
         with self._db.session() as session:
-            loop = self._loop(name, session)
+            loop = loop_or_404(name, session)
             old = LoopConfig.model_validate(loop.config)
             new = validate_config({**loop.config, **changes})
             reset = model_invalidated(old, new)
@@ -90,15 +90,16 @@ class LoopService:
 
     def create_key(self, name: str | None) -> str:
         with self._db.session() as session:
-            loop_id = self._loop(name, session).id if name is not None else None
+            loop_id = loop_or_404(name, session).id if name is not None else None
             return store.create_key(session=session, loop_id=loop_id)
 
-    @staticmethod
-    def _loop(name: str, session) -> Loop:
-        loop = store.get_loop(name, session=session)
-        if loop is None:
-            raise not_found("LoopNotFound", f"no loop named {name!r}", "loop")
-        return loop
+
+def loop_or_404(name: str, session) -> Loop:
+    """The loop named ``name``; 404 ``LoopNotFound`` when there is none."""
+    loop = store.get_loop(name, session=session)
+    if loop is None:
+        raise not_found("LoopNotFound", f"no loop named {name!r}", "loop")
+    return loop
 
 
 def bootstrap(db: Database, admin_key_from_env: bool, demo: bool) -> list[str]:

@@ -108,3 +108,17 @@ def update_loop_config(
         )
     )
     return locked
+
+
+def lock_loop(loop_id: int, *, session: Session) -> Loop:
+    """The loop re-read under a row lock (Postgres) that serialises it with config changes.
+
+    ``FOR NO KEY UPDATE``: unlike ``FOR UPDATE`` it does not block the foreign-key checks of
+    decisions being logged for the loop meanwhile.
+    """
+    return session.scalars(
+        select(Loop)
+        .where(Loop.id == loop_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one()

@@ -145,7 +145,7 @@ def list_models(loop_id: int, limit: int, *, session: Session) -> list[Any]:
     return list(session.execute(
         select(
             Model.version, Model.lineage, Model.config_version, Model.events_learned,
-            Model.total_learned, Model.source, Model.created_at,
+            Model.total_learned, Model.source, Model.created_at, Model.apprentice_agreement,
             func.length(Model.blob).label("size_bytes"),
         )
         .where(Model.loop_id == loop_id)
