@@ -16,19 +16,13 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,45 +32,7 @@ from bandits.services.loops import LoopService  # noqa: E402
 from bandits.store import migrate  # noqa: E402
 from bandits.store.db import Database  # noqa: E402
 from bandits.store.models import Decision  # noqa: E402
-
-POSTGRES_URL = os.environ.get(
-    "BANDITS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def request_body() -> dict:
-    return {
-        "context": {
-            "user": {"country": "AR", "age": 31, "segments": ["new", "mobile"]},
-            "device": {"os": "android", "model": "pixel 7", "dark_mode": True},
-            "page": {"section": "home", "referrer": "search", "depth": 3},
-            "time": {"hour": 21, "weekday": "thu"},
-        },
-        "actions": [
-            {"id": f"offer-{i}",
-             "features": {"offer": {"vertical": ["loans", "cards", "travel"][i % 3],
-                                    "payout": 2.5 * i, "brand": f"b{i % 4}"}}}
-            for i in range(10)
-        ],
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except Exception:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
+from benchmarks.common import free_port, fresh_database, processes, request_body, wait_ready  # noqa: E402
 
 def workers(master_pid: int) -> list[str]:
     return subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
@@ -164,13 +120,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"bandits_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    processes: list[subprocess.Popen] = []
-    try:
+    with fresh_database() as url, processes() as started:
         database = Database(load_settings(database_url=url), pool_size=2)
         migrate.upgrade(database.engine)
         key = LoopService(database).create("bench", {"objectives": [{"name": "click"}]})["key"]
@@ -178,11 +128,11 @@ def main() -> None:
         env = {**os.environ, "BANDITS_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
         ours_port, bare_port = free_port(), free_port()
         bin_dir = Path(sys.executable).parent
-        processes.append(subprocess.Popen(
+        started.append(subprocess.Popen(
             [str(bin_dir / "bandits"), "serve", "--no-demo", "--port", str(ours_port),
              "--workers", str(args.workers), "--threads", str(args.threads)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        processes.append(subprocess.Popen(
+        started.append(subprocess.Popen(
             [str(bin_dir / "gunicorn"), "-b", f"127.0.0.1:{bare_port}", "-w", str(args.workers),
              "--threads", str(args.threads), "-k", "gthread" if args.threads > 1 else "sync",
              "--keep-alive", "5", "benchmarks.bare_app:app"],
@@ -195,7 +145,7 @@ def main() -> None:
             "bare": (f"http://127.0.0.1:{bare_port}/v1/loops/bench/choose", None),
         }
         results: dict[str, list[dict]] = {"ours": [], "bare": []}
-        masters = {"ours": processes[0].pid, "bare": processes[1].pid}
+        masters = {"ours": started[0].pid, "bare": started[1].pid}
         with tempfile.TemporaryDirectory() as scratch:
             for name_ in targets:  # warm-up: VW model built, connections pooled
                 run_wrk(*targets[name_], seconds=2, connections=args.connections, script_dir=Path(scratch))
@@ -209,7 +159,7 @@ def main() -> None:
                           f"Postgres {result['postgres_cpu_ms']:.3f}; "
                           f"context switches/request {result['switches']:.1f}, "
                           f"non-2xx {result['non2xx']}", flush=True)
-        rss = worker_rss_mb(processes[0].pid)
+        rss = worker_rss_mb(started[0].pid)
         with database.session() as session:
             logged = session.scalar(select(func.count()).select_from(Decision))
         database.dispose()
@@ -229,17 +179,6 @@ def main() -> None:
         print(f"RSS per worker (ours): {', '.join(f'{r:.0f} MB' for r in rss)}")
         non2xx = sum(r["non2xx"] for r in results["ours"])
         print(f"decisions in Postgres: {logged}; non-2xx replies: {non2xx}")
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

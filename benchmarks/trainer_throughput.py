@@ -12,15 +12,12 @@ Target: >= 20,000 events/s on the 2-core machine.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, update
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,11 +32,8 @@ from bandits.store import migrate  # noqa: E402
 from bandits.store.db import Database, utcnow  # noqa: E402
 from bandits.store.decisions import DecisionRow, DecisionWriter  # noqa: E402
 from bandits.store.models import Decision, Model, Outcome  # noqa: E402
-from benchmarks.choose_throughput import request_body  # noqa: E402
+from benchmarks.common import fresh_database, request_body  # noqa: E402
 
-POSTGRES_URL = os.environ.get(
-    "BANDITS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 CONFIG = {"objectives": [{"name": "click", "aggregation": "earliest"}], "vw_args": "-q uo"}
 
 
@@ -88,12 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"bandits_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_database() as url:
         database = Database(load_settings(database_url=url), pool_size=2)
         migrate.upgrade(database.engine)
         LoopService(database).create("bench", CONFIG)
@@ -118,10 +107,6 @@ def main() -> None:
               f"VW alone: {statistics.median(alone):,.0f} events/s; "
               f"ratio {statistics.median(rates) / statistics.median(alone):.2f}")
         database.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""What the benchmarks share: a throw-away Postgres database, processes, ports, the request body."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+POSTGRES_URL = os.environ.get(
+    "BANDITS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty Postgres database for one benchmark run, dropped afterwards."""
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"bandits_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def processes() -> Iterator[list[subprocess.Popen]]:
+    """Processes started into the yielded list are stopped (SIGTERM, then SIGKILL) at the end."""
+    started: list[subprocess.Popen] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.send_signal(signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def request_body() -> dict:
+    """A choose body: 10 actions, 4 context namespaces."""
+    return {
+        "context": {
+            "user": {"country": "AR", "age": 31, "segments": ["new", "mobile"]},
+            "device": {"os": "android", "model": "pixel 7", "dark_mode": True},
+            "page": {"section": "home", "referrer": "search", "depth": 3},
+            "time": {"hour": 21, "weekday": "thu"},
+        },
+        "actions": [
+            {"id": f"offer-{i}",
+             "features": {"offer": {"vertical": ["loans", "cards", "travel"][i % 3],
+                                    "payout": 2.5 * i, "brand": f"b{i % 4}"}}}
+            for i in range(10)
+        ],
+    }
