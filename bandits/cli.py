@@ -244,5 +244,10 @@ def keys_revoke(prefix: str) -> None:
     click.echo(f"revoked {count} key(s)")
 
 
+from bandits.simulate.cli import simulate  # noqa: E402  (imports only click until it runs)
+
+main.add_command(simulate)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

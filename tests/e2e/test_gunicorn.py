@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,55 +12,23 @@ from bandits.learning.sampling import sample, seed_for
 from bandits.store.models import Decision, Loop
 from tests.conftest import ADMIN_KEY, _postgres_database
 from tests.helpers import choose_body
+from tests.servers import running_service
 
 pytestmark = pytest.mark.e2e
-BANDITS = Path(sys.executable).parent / "bandits"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def server(request, tmp_path):
     """A running `bandits serve` (2 workers x 4 threads); yields (base url, database url)."""
     if request.param == "sqlite":
-        database_url = f"sqlite:///{tmp_path / 'e2e.db'}"
-        cleanup = None
+        database_url, cleanup = f"sqlite:///{tmp_path / 'e2e.db'}", None
     else:
         cleanup = _postgres_database()
         database_url = next(cleanup)
-        subprocess.run([BANDITS, "db", "upgrade"], env={**os.environ, "BANDITS_DATABASE_URL": database_url},
-                       check=True, capture_output=True)
-    port = _free_port()
-    env = {**os.environ, "BANDITS_DATABASE_URL": database_url, "BANDITS_ADMIN_KEY": ADMIN_KEY}
-    log = open(tmp_path / "serve.log", "w")
-    process = subprocess.Popen(
-        [BANDITS, "serve", "--port", str(port), "--workers", "2", "--threads", "4", "--no-demo"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"bandits serve did not come up:\n{(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.2)
-        yield base, database_url
+        with running_service(database_url, tmp_path) as base:
+            yield base, database_url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
         if cleanup is not None:
             cleanup.close()
 

@@ -8,10 +8,8 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -23,9 +21,9 @@ from bandits.store import migrate
 from bandits.store.db import Database
 from bandits.store.models import Decision, Loop, Model
 from tests.conftest import _postgres_database
+from tests.servers import BANDITS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-BANDITS = Path(sys.executable).parent / "bandits"
 
 
 @pytest.fixture

@@ -1,0 +1,66 @@
+"""Real `bandits serve` (and `bandits train`) processes for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ADMIN_KEY
+
+BANDITS = Path(sys.executable).parent / "bandits"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_service(database_url: str, directory: Path, *args: str) -> Iterator[str]:
+    """`bandits serve` (2 workers x 4 threads, plus ``args``) on ``database_url``; yields its base
+    URL once /readyz answers, stops it afterwards. Its log is ``directory/serve.log``."""
+    env = {**os.environ, "BANDITS_DATABASE_URL": database_url, "BANDITS_ADMIN_KEY": ADMIN_KEY}
+    if not database_url.startswith("sqlite"):
+        subprocess.run([BANDITS, "db", "upgrade"], env=env, check=True, capture_output=True)
+    port = free_port()
+    log_path = directory / "serve.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [BANDITS, "serve", "--port", str(port), "--workers", "2", "--threads", "4", "--no-demo", *args],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"bandits serve did not come up:\n{log_path.read_text()}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            stop(process)
