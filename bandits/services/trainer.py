@@ -68,7 +68,7 @@ class LoopTrainer:
             if not decisions:
                 return 0
             event_ids = [d.event_id for d in decisions]
-            outcomes = training.on_time_outcomes(self.loop_id, session=session)
+            outcomes = training.on_time_outcomes(self.loop_id, event_ids, session=session)
         for decision in decisions:
             self._learn(decision, outcomes.get(decision.event_id, []))
         self._publish(event_ids, now)

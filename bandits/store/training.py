@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, cast, func, or_, select, text, update
+from sqlalchemy import Text, and_, any_, bindparam, cast, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from bandits.store.models import Decision, LoopConfigVersion, Model, Outcome
@@ -29,14 +30,20 @@ def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: date
         and_(Decision.deferred.is_(True), Decision.activated_at <= closed_before),
     )
     if n_objectives is not None:
-        complete = (
-            select(Outcome.event_id)
-            .where(Outcome.loop_id == loop_id, Outcome.late.is_(False))
-            .group_by(Outcome.event_id)
-            .having(func.count(func.distinct(Outcome.objective)) >= n_objectives)
+        # Correlated, so it runs once per unlearned decision through the outcomes index: the
+        # work follows what waits to be learned, not the size of the log, whatever the planner's
+        # statistics say (an uncorrelated GROUP BY over the loop's outcomes did not).
+        objectives_in = (
+            select(func.count(func.distinct(Outcome.objective)))
+            .where(
+                Outcome.loop_id == Decision.loop_id,
+                Outcome.event_id == Decision.event_id,
+                Outcome.late.is_(False),
+            )
+            .scalar_subquery()
         )
         active = or_(Decision.deferred.is_(False), Decision.activated_at.is_not(None))
-        ready = or_(ready, and_(active, Decision.event_id.in_(complete)))
+        ready = or_(ready, and_(active, objectives_in >= n_objectives))
     return and_(Decision.loop_id == loop_id, Decision.learned_at.is_(None), ready)
 
 
@@ -61,17 +68,31 @@ def learnable(
     )
 
 
-def on_time_outcomes(loop_id: int, *, session: Session) -> dict[str, list[tuple[str, float]]]:
-    """(objective, value) pairs in arrival order for every unlearned decision of the loop, late
-    outcomes left out (one pass over a join, not a list of ids)."""
+def on_time_outcomes(
+    loop_id: int, event_ids: list[str], *, session: Session
+) -> dict[str, list[tuple[str, float]]]:
+    """(objective, value) pairs in arrival order for each event, late outcomes left out.
+
+    Driven by the event ids (one array parameter on Postgres, chunks elsewhere) so that every
+    lookup goes through the outcomes index, whatever the planner's statistics say.
+    """
     found: dict[str, list[tuple[str, float]]] = {}
-    rows = session.execute(
-        select(Outcome.event_id, Outcome.objective, Outcome.value)
-        .join(Decision, and_(Decision.loop_id == Outcome.loop_id, Decision.event_id == Outcome.event_id))
-        .where(Outcome.loop_id == loop_id, Outcome.late.is_(False), Decision.learned_at.is_(None))
-        .order_by(Outcome.ts, Outcome.id)
-    )
-    for event_id, objective, value in rows:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    chunks = [event_ids] if postgres else [event_ids[i:i + 5000] for i in range(0, len(event_ids), 5000)]
+    rows: list[Any] = []
+    for chunk in chunks:
+        if not chunk:
+            continue
+        matches = (
+            Outcome.event_id == any_(bindparam("ids", value=chunk, type_=ARRAY(Text)))
+            if postgres else Outcome.event_id.in_(chunk)
+        )
+        rows.extend(session.execute(
+            select(Outcome.event_id, Outcome.objective, Outcome.value, Outcome.ts, Outcome.id)
+            .where(Outcome.loop_id == loop_id, Outcome.late.is_(False), matches)
+        ))
+    rows.sort(key=lambda row: (row.ts, row.id))
+    for event_id, objective, value, _, _ in rows:
         found.setdefault(event_id, []).append((objective, value))
     return found
 
