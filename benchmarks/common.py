@@ -6,11 +6,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -84,3 +86,25 @@ def request_body() -> dict:
             for i in range(10)
         ],
     }
+
+
+ADMIN_KEY = "benchmark-admin-key-0123456789"
+
+
+@contextmanager
+def service_with_trainer(workers: int = 2) -> Iterator[str]:
+    """`bandits serve` and `bandits train` on a fresh Postgres database (admin key
+    :data:`ADMIN_KEY`); yields the base URL once it is ready, stops both and drops the database."""
+    bandits = str(Path(sys.executable).parent / "bandits")
+    with fresh_database() as url, processes() as started:
+        env = {**os.environ, "BANDITS_DATABASE_URL": url, "BANDITS_ADMIN_KEY": ADMIN_KEY}
+        subprocess.run([bandits, "db", "upgrade"], env=env, check=True, capture_output=True)
+        port = free_port()
+        started.append(subprocess.Popen(
+            [bandits, "serve", "--no-demo", "--port", str(port), "--workers", str(workers)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        started.append(subprocess.Popen([bandits, "train"], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(f"{base}/readyz")
+        yield base

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -26,9 +25,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import free_port, fresh_database, processes, request_body, wait_ready  # noqa: E402
-
-ADMIN_KEY = "freshness-benchmark-admin-key"
+from benchmarks.common import ADMIN_KEY, request_body, service_with_trainer  # noqa: E402
 
 
 def main() -> None:
@@ -37,19 +34,8 @@ def main() -> None:
     parser.add_argument("--background-threads", type=int, default=4)
     args = parser.parse_args()
 
-    bin_dir = Path(sys.executable).parent
     stop = threading.Event()
-    with fresh_database() as url, processes() as started:
-        env = {**os.environ, "BANDITS_DATABASE_URL": url, "BANDITS_ADMIN_KEY": ADMIN_KEY}
-        subprocess.run([str(bin_dir / "bandits"), "db", "upgrade"], env=env, check=True, capture_output=True)
-        port = free_port()
-        started.append(subprocess.Popen(
-            [str(bin_dir / "bandits"), "serve", "--no-demo", "--port", str(port), "--workers", "2"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        started.append(subprocess.Popen([str(bin_dir / "bandits"), "train"], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/readyz")
+    with service_with_trainer() as base:
         created = requests.post(f"{base}/v1/loops", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, json={
             "name": "fresh", "config": {"objectives": [{"name": "click", "aggregation": "earliest"}]}})
         created.raise_for_status()

@@ -38,27 +38,12 @@ from bandits.learning.vw import Learner  # noqa: E402
 from bandits.loop_config import LoopConfig  # noqa: E402
 from bandits.simulate.driver import Delays, decision_rng, loop_config, run  # noqa: E402
 from bandits.simulate.world import OBJECTIVES, World, generate, scalarise  # noqa: E402
-from benchmarks.common import free_port, fresh_database, processes, wait_ready  # noqa: E402
-
-ADMIN_KEY = "learning-quality-benchmark-admin"
+from benchmarks.common import ADMIN_KEY, service_with_trainer  # noqa: E402
 
 
 def through_service(world: World, config: dict, half: int, speed: float, concurrency: int,
                     seeds: tuple[int, int]) -> float:
-    import subprocess
-
-    bin_dir = Path(sys.executable).parent
-    with fresh_database() as url, processes() as started:
-        env = {**os.environ, "BANDITS_DATABASE_URL": url, "BANDITS_ADMIN_KEY": ADMIN_KEY}
-        subprocess.run([str(bin_dir / "bandits"), "db", "upgrade"], env=env, check=True, capture_output=True)
-        port = free_port()
-        started.append(subprocess.Popen(
-            [str(bin_dir / "bandits"), "serve", "--no-demo", "--port", str(port), "--workers", "2"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        started.append(subprocess.Popen([str(bin_dir / "bandits"), "train"], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/readyz")
+    with service_with_trainer() as base:
         with Client(base, ADMIN_KEY) as admin:
             key = admin.create_loop("quality", config)["key"]
         delays = Delays(speed=speed)

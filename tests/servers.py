@@ -64,3 +64,21 @@ def running_service(database_url: str, directory: Path, *args: str) -> Iterator[
             yield base
         finally:
             stop(process)
+
+
+@contextmanager
+def database(kind: str, directory: Path) -> Iterator[str]:
+    """An empty database for a server: a SQLite file in ``directory``, or a fresh Postgres one."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'bandits.db'}"
+        return
+    from tests.conftest import _postgres_database
+
+    databases = _postgres_database()
+    try:
+        yield next(databases)
+    finally:
+        databases.close()
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -10,27 +10,19 @@ from sqlalchemy import create_engine, select
 
 from bandits.learning.sampling import sample, seed_for
 from bandits.store.models import Decision, Loop
-from tests.conftest import ADMIN_KEY, _postgres_database
+from tests.conftest import ADMIN_KEY
 from tests.helpers import choose_body
-from tests.servers import running_service
+from tests.servers import BACKENDS, database, running_service
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def server(request, tmp_path):
     """A running `bandits serve` (2 workers x 4 threads); yields (base url, database url)."""
-    if request.param == "sqlite":
-        database_url, cleanup = f"sqlite:///{tmp_path / 'e2e.db'}", None
-    else:
-        cleanup = _postgres_database()
-        database_url = next(cleanup)
-    try:
+    with database(request.param, tmp_path) as database_url:
         with running_service(database_url, tmp_path) as base:
             yield base, database_url
-    finally:
-        if cleanup is not None:
-            cleanup.close()
 
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

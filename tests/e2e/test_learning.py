@@ -11,27 +11,19 @@ import pytest
 from bandits.client import Client
 from bandits.simulate.driver import Delays, loop_config, run
 from bandits.simulate.world import generate, scalarise
-from tests.conftest import ADMIN_KEY, _postgres_database
-from tests.servers import running_service
+from tests.conftest import ADMIN_KEY
+from tests.servers import BACKENDS, database, running_service
 
 pytestmark = pytest.mark.e2e
 
 SPEED = 20.0  # outcome delays of 0-100 ms: a reward window of 3 s
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def service(request, tmp_path):
-    if request.param == "sqlite":
-        database_url, cleanup = f"sqlite:///{tmp_path / 'learn.db'}", None
-    else:
-        cleanup = _postgres_database()
-        database_url = next(cleanup)
-    try:
+    with database(request.param, tmp_path) as database_url:
         with running_service(database_url, tmp_path, "--trainer") as base:
             yield base
-    finally:
-        if cleanup is not None:
-            cleanup.close()
 
 
 def test_the_served_policy_beats_uniform_by_far(service):
