@@ -25,10 +25,6 @@ class DecisionService:
         self._writer = store.DecisionWriter(db.engine)
         self._committer: GroupCommitter[DecisionRow, bool] = GroupCommitter(self._writer.write)
 
-    @property
-    def committer(self) -> GroupCommitter[DecisionRow, bool]:
-        return self._committer
-
     def close(self) -> None:
         self._writer.close()
 
@@ -45,7 +41,8 @@ class DecisionService:
         chosen = sample(pmf, seed)
         row = DecisionRow(
             loop_id=loop.loop_id, event_id=event_id, ts=utcnow(), context=request.context,
-            actions=[{"id": action.id, "features": action.features} for action in request.actions], excluded=request.excluded,
+            actions=[{"id": action.id, "features": action.features} for action in request.actions],
+            excluded=request.excluded,
             baseline=baseline, chosen=ids[chosen], probability=pmf[chosen], pmf=pmf,
             model_version=loop.policy.model_version, config_version=loop.config_version,
             learning_mode=loop.config.learning_mode, seed=seed, deferred=request.defer,

@@ -41,11 +41,8 @@ class ModelService:
         """The snapshots, newest first, and the version the api serves now."""
         with self._db.session() as session:
             loop = loop_or_404(name, session)
-            lineage = training.current_lineage(loop.id, session=session)
-            newest = training.latest_version(loop.id, session=session)
+            lineage, current = training.served_version(loop.id, session=session)
             rows = training.list_models(loop.id, limit, session=session)
-        # As the api's LoopCache decides: a newest snapshot of an older lineage is not served.
-        current = newest[0] if newest is not None and newest[1] == lineage else 0
         return {
             "current": current, "lineage": lineage,
             "models": [model_json(row, row.size_bytes) for row in rows],

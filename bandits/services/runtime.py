@@ -64,10 +64,7 @@ class LoopCache:
             if row is None:
                 self._loops.pop(name, None)
                 return None
-            lineage = training.current_lineage(row.id, session=session)
-            newest = training.latest_version(row.id, session=session)
-            # A snapshot of an older lineage is not this config's model: serve an empty one.
-            wanted = newest[0] if newest is not None and newest[1] == lineage else 0
+            _, wanted = training.served_version(row.id, session=session)
             same_loop = runtime is not None and runtime.loop_id == row.id
             if same_loop and runtime.config_version == row.config_version and (
                 runtime.policy.model_version == wanted

@@ -155,10 +155,9 @@ class LoopTrainer:
         row = session.execute(
             select(Loop.config, Loop.config_version).where(Loop.id == self.loop_id)
         ).one()
-        lineage = training.current_lineage(self.loop_id, session=session)
-        newest = training.latest_version(self.loop_id, session=session)
+        lineage, served = training.served_version(self.loop_id, session=session)
         # Someone else published in this lineage (an imported model): continue from it.
-        foreign = newest is not None and newest[1] == lineage and newest[0] != self.version
+        foreign = served != 0 and served != self.version
         if self.learner is not None and lineage == self.lineage and not foreign:
             if row.config_version != self.config_version:  # weights etc.: same model
                 self.config = LoopConfig.model_validate(row.config)

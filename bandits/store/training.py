@@ -112,6 +112,15 @@ def latest_model(loop_id: int, *, session: Session) -> Model | None:
     ).first()
 
 
+def served_version(loop_id: int, *, session: Session) -> tuple[int, int]:
+    """(current lineage, version served): the newest snapshot if it belongs to the current
+    lineage, else 0, the empty model (a snapshot of an older lineage is not this config's model).
+    """
+    lineage = current_lineage(loop_id, session=session)
+    newest = latest_version(loop_id, session=session)
+    return lineage, newest[0] if newest is not None and newest[1] == lineage else 0
+
+
 def latest_version(loop_id: int, *, session: Session) -> tuple[int, int] | None:
     """(version, lineage) of the newest snapshot, without loading its blob."""
     row = session.execute(
