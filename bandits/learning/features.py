@@ -75,9 +75,22 @@ def _percent(match: re.Match[str]) -> str:
 def escape(token: str) -> str:
     """Percent-encode the characters VW's text format treats as syntax (``%``, ``|``, ``:``) and
     all whitespace; everything else, Unicode included, is left as it is. NUL is refused."""
-    if _SPECIAL.search(token) is None:
-        return token
-    return _SPECIAL.sub(_percent, token)
+    escaped = _escaped.get(token)
+    if escaped is None:
+        escaped = token if _SPECIAL.search(token) is None else _SPECIAL.sub(_percent, token)
+        if len(token) <= ESCAPE_CACHE_TOKEN:
+            if len(_escaped) >= ESCAPE_CACHE_SIZE:
+                _escaped.clear()
+            _escaped[token] = escaped
+    return escaped
+
+
+# Names and categorical values repeat from one request to the next: their escaped spellings are
+# remembered (a dictionary lookup costs a fifth of the pattern search), the short ones only, so
+# the cache stays under a few megabytes.
+ESCAPE_CACHE_SIZE = 50_000
+ESCAPE_CACHE_TOKEN = 64
+_escaped: dict[str, str] = {}
 
 
 def _number(value: float | int) -> str:
@@ -111,15 +124,25 @@ def _flatten(prefix: str, value: Any, out: list[str], depth: int) -> None:
         for key, item in value.items():
             try:
                 name = escape(key)
-                _flatten(f"{prefix}.{name}" if prefix else name, item, out, depth + 1)
+                if prefix:
+                    name = f"{prefix}.{name}"
+                item_kind = type(item)  # the common scalars here, to save a call per feature
+                if item_kind is str:
+                    out.append(f"{name}={escape(item)}")
+                elif item_kind is int or item_kind is float:
+                    _numeric(name, item, out)
+                else:
+                    _flatten(name, item, out, depth + 1)
             except FeatureError as error:
                 raise error.inside(f".{key}" if "\x00" not in key else "") from None
     elif kind is list:
         for index, item in enumerate(value):
             try:
                 item_kind = type(item)
-                if item_kind is str or item_kind is bool:
-                    _flatten(prefix, item, out, depth)
+                if item_kind is str:
+                    out.append(f"{prefix}={escape(item)}")
+                elif item_kind is bool:
+                    out.append(f"{prefix}={'true' if item else 'false'}")
                 elif item_kind is float or item_kind is int:
                     _numeric(f"{prefix}[{index}]", item, out)
                 elif item is not None:
