@@ -14,6 +14,8 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,10 @@ log = logging.getLogger("bandits.trainer")
 
 BATCH_LIMIT = 50_000
 ACTION_CACHE_SIZE = 10_000
+# Events read per statement while the previous chunk is learned (the first chunk is smaller, so
+# that learning starts soon).
+FIRST_CHUNK = 1_000
+CHUNK = 5_000
 
 
 @dataclass
@@ -54,47 +60,89 @@ class LoopTrainer:
     action_cache: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False)
 
     def step(self, limit: int = BATCH_LIMIT) -> int:
-        """Learn what is learnable now and publish one snapshot; returns the events learned."""
+        """Learn what is learnable now and publish one snapshot; returns the events learned.
+
+        While this thread learns a chunk of events, one background thread reads the next chunk
+        and another marks the chunk before as learned, so the database works while VW does.
+        On Postgres the marks and the snapshot are one transaction, opened at the first mark (a
+        kill at any moment rolls it all back). On SQLite, whose writer would block every choose
+        meanwhile, the marks and the snapshot are one short write transaction at the end.
+        """
         now = utcnow()
         with self.db.session() as session:
             self._sync(session)
-            assert self.config is not None and self.learner is not None
-            if self.config.learning_mode == "logging_only":
-                return 0
-            n_objectives = len(self.config.objectives) if complete_early(self.config) else None
-            decisions = training.learnable(
-                self.loop_id, self.config.reward_wait, n_objectives, now, limit, session=session
+        assert self.config is not None and self.learner is not None
+        if self.config.learning_mode == "logging_only":
+            return 0
+        n_objectives = len(self.config.objectives) if complete_early(self.config) else None
+        version = self.version + 1
+        with ExitStack() as stack:
+            reader = stack.enter_context(self.db.engine.connect())
+            writer = stack.enter_context(self.db.engine.connect())
+            event_ids = training.learnable_ids(
+                reader, self.loop_id, self.config.reward_wait, n_objectives, now, limit
             )
-            if not decisions:
+            reader.rollback()  # reads see what is committed when they run, in no one snapshot
+            if not event_ids:
                 return 0
-            event_ids = [d.event_id for d in decisions]
-            outcomes = training.on_time_outcomes(self.loop_id, event_ids, session=session)
-        for decision in decisions:
-            self._learn(decision, outcomes.get(decision.event_id, []))
-        self._publish(event_ids, now)
+            mark_early = writer.dialect.name == "postgresql"
+            reads = _single_thread(stack, "trainer-read")
+            marks = _single_thread(stack, "trainer-mark")
+            chunks = _chunks(event_ids)
+            try:
+                pending = reads.submit(training.learn_rows, reader, self.loop_id, chunks[0])
+                marked = []
+                for index, chunk in enumerate(chunks):
+                    rows = pending.result()
+                    if index + 1 < len(chunks):
+                        pending = reads.submit(training.learn_rows, reader, self.loop_id, chunks[index + 1])
+                    for row in rows:
+                        self._learn(row)
+                    if mark_early:
+                        marked.append(marks.submit(
+                            training.mark_learned, writer, self.loop_id, version, chunk, now
+                        ))
+                for future in marked:
+                    future.result()
+                if not mark_early:
+                    training.mark_learned(writer, self.loop_id, version, event_ids, now)
+                model = Model(
+                    loop_id=self.loop_id, version=version, lineage=self.lineage,
+                    config_version=self.config_version, blob=self.learner.snapshot(),
+                    events_learned=len(event_ids), total_learned=self.total_learned + len(event_ids),
+                    source="trainer", created_at=now, apprentice_agreement=self.agreement(),
+                )
+                training.add_model(writer, model)
+                writer.commit()
+            except BaseException:
+                self._forget()  # the learner holds events that were not committed: start over
+                raise
+        self.version = version
+        self.total_learned = model.total_learned
+        log.info("loop %s: model %d published, %d events learned", self.name, version, len(event_ids))
         self._maybe_graduate()
         return len(event_ids)
 
-    def _learn(self, decision: Any, outcomes: list[tuple[str, float]]) -> None:
+    def _learn(self, row: training.LearnRow) -> None:
         assert self.config is not None and self.learner is not None
-        ids, all_lines = self._action_lines(decision.actions)
-        if decision.excluded:
-            excluded = set(decision.excluded)
+        ids, all_lines = self._action_lines(row.actions)
+        if len(row.excluded) > 2:  # not "[]"
+            excluded = set(orjson.loads(row.excluded))
             offered = [i for i, action_id in enumerate(ids) if action_id not in excluded]
             ids = [ids[i] for i in offered]
             lines = [all_lines[i] for i in offered]
         else:
             lines = all_lines
-        chosen = ids.index(decision.chosen)
-        shared = shared_line(orjson.loads(decision.context))
-        if decision.learning_mode == "apprentice" and self.config.learning_mode == "apprentice":
+        chosen = ids.index(row.chosen)
+        shared = shared_line(orjson.loads(row.context))
+        if row.learning_mode == "apprentice" and self.config.learning_mode == "apprentice":
             pmf = self.learner.predict(shared, lines)
             own_pick = ids[max(range(len(pmf)), key=pmf.__getitem__)]
-            self.agreements.append(int(own_pick == decision.baseline))
+            self.agreements.append(int(own_pick == row.baseline))
             while len(self.agreements) > self.config.apprentice_events:
                 self.agreements.popleft()
         self.learner.learn(
-            shared, lines, chosen, cost(scalar_reward(self.config, outcomes)), decision.probability
+            shared, lines, chosen, cost(scalar_reward(self.config, row.outcomes)), row.probability
         )
 
     def _action_lines(self, actions_json: str) -> tuple[list[str], list[str]]:
@@ -132,24 +180,6 @@ class LoopTrainer:
                     self.name, agreement, len(self.agreements))
         self.agreements.clear()
 
-    def _publish(self, event_ids: list[str], now) -> None:
-        assert self.learner is not None
-        model = Model(
-            loop_id=self.loop_id, version=self.version + 1, lineage=self.lineage,
-            config_version=self.config_version, blob=self.learner.snapshot(),
-            events_learned=len(event_ids), total_learned=self.total_learned + len(event_ids),
-            source="trainer", created_at=now, apprentice_agreement=self.agreement(),
-        )
-        try:
-            with self.db.session() as session:
-                training.publish(model, event_ids, now, session=session)
-        except Exception:
-            self._forget()  # the learner holds events that were not committed: start over
-            raise
-        self.version = model.version
-        self.total_learned = model.total_learned
-        log.info("loop %s: model %d published, %d events learned", self.name, self.version, len(event_ids))
-
     def _sync(self, session) -> None:
         """Follow config changes; (re)load the newest snapshot of the current lineage."""
         row = session.execute(
@@ -184,6 +214,22 @@ class LoopTrainer:
 
     def close(self) -> None:
         self._forget()
+
+
+def _chunks(event_ids: list[str]) -> list[list[str]]:
+    """The first chunk small, so that learning starts soon; then :data:`CHUNK` at a time."""
+    first = event_ids[:FIRST_CHUNK]
+    rest = event_ids[FIRST_CHUNK:]
+    return [first] + [rest[i:i + CHUNK] for i in range(0, len(rest), CHUNK)]
+
+
+def _single_thread(stack: ExitStack, name: str) -> ThreadPoolExecutor:
+    """A one-thread executor (tasks run in the order submitted) that ``stack`` shuts down,
+    dropping what has not started and waiting for what has: when the step ends, the connections
+    the tasks use are the step's again."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    stack.callback(executor.shutdown, wait=True, cancel_futures=True)
+    return executor
 
 
 class TrainerRunner:

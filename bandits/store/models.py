@@ -20,7 +20,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
-from sqlalchemy import false
+from sqlalchemy import false, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -111,7 +111,11 @@ class Decision(Base):
 
     __table_args__ = (
         Index("ix_decisions_loop_ts", "loop_id", "ts"),
-        Index("ix_decisions_loop_learned_at", "loop_id", "learned_at"),
+        # What waits to be learned, oldest first; marking a decision learned takes it out.
+        Index(
+            "ix_decisions_unlearned", "loop_id", "ts",
+            postgresql_where=text("learned_at IS NULL"), sqlite_where=text("learned_at IS NULL"),
+        ),
     )
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Text, and_, any_, bindparam, cast, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    Connection, and_, bindparam, func, insert, or_, select, text, update,
+)
 from sqlalchemy.orm import Session
 
 from bandits.store.models import Decision, LoopConfigVersion, Model, Outcome
@@ -14,16 +15,38 @@ from bandits.store.models import Decision, LoopConfigVersion, Model, Outcome
 
 # The JSON documents come back as text: the trainer parses them with orjson, and skips parsing
 # the actions altogether when it has seen the same list before (products offer the same actions
-# again and again).
-LEARN_COLUMNS = (
-    Decision.event_id, Decision.ts, cast(Decision.context, Text).label("context"),
-    cast(Decision.actions, Text).label("actions"), Decision.excluded, Decision.baseline,
-    Decision.chosen, Decision.probability, Decision.learning_mode,
+# again and again). Plain SQL, because at tens of thousands of rows per second the ORM's row
+# handling would cost more than the query.
+_LEARN_DECISIONS = (
+    "SELECT event_id, CAST(context AS TEXT), CAST(actions AS TEXT), CAST(excluded AS TEXT), "
+    "baseline, chosen, probability, learning_mode FROM decisions "
+    "WHERE loop_id = :loop_id AND event_id {ids}"
 )
+_LEARN_OUTCOMES = (
+    "SELECT event_id, objective, value FROM outcomes "
+    "WHERE loop_id = :loop_id AND NOT late AND event_id {ids} ORDER BY ts, id"
+)
+
+# Rows fetched per statement on SQLite (its limit on bound parameters is 32,766).
+SQLITE_CHUNK = 5000
+
+
+class LearnRow(NamedTuple):
+    """A decision to learn, its JSON columns as text, with its on-time outcomes."""
+
+    event_id: str
+    context: str
+    actions: str
+    excluded: str
+    baseline: str | None
+    chosen: str
+    probability: float
+    learning_mode: str
+    outcomes: list[tuple[str, float]]  # (objective, value) in arrival order
 
 
 def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: datetime):
-    """The condition for a decision being learnable now (see :func:`learnable`)."""
+    """The condition for a decision being learnable now (see :func:`learnable_ids`)."""
     closed_before = now - timedelta(seconds=reward_wait)
     ready = or_(
         and_(Decision.deferred.is_(False), Decision.ts <= closed_before),
@@ -47,54 +70,91 @@ def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: date
     return and_(Decision.loop_id == loop_id, Decision.learned_at.is_(None), ready)
 
 
-def learnable(
-    loop_id: int, reward_wait: float, n_objectives: int | None, now: datetime, limit: int,
-    *, session: Session,
-) -> list[Any]:
-    """Unlearned decisions whose reward window has closed, oldest first (rows of
-    :data:`LEARN_COLUMNS`).
+def learnable_ids(
+    connection: Connection, loop_id: int, reward_wait: float, n_objectives: int | None,
+    now: datetime, limit: int,
+) -> list[str]:
+    """Ids of the unlearned decisions whose reward window has closed, oldest first.
 
     The window starts at the decision, or at its activation for a deferred one (a deferred
     decision never activated is never learnable). With ``n_objectives`` (every objective uses
     ``earliest``), a decision is also learnable as soon as each objective has an on-time outcome.
     """
-    return list(
-        session.execute(
-            select(*LEARN_COLUMNS)
-            .where(_ready(loop_id, reward_wait, n_objectives, now))
-            .order_by(Decision.ts, Decision.event_id)
-            .limit(limit)
-        )
-    )
+    return list(connection.scalars(
+        select(Decision.event_id)
+        .where(_ready(loop_id, reward_wait, n_objectives, now))
+        .order_by(Decision.ts, Decision.event_id)
+        .limit(limit)
+    ))
 
 
-def on_time_outcomes(
-    loop_id: int, event_ids: list[str], *, session: Session
-) -> dict[str, list[tuple[str, float]]]:
-    """(objective, value) pairs in arrival order for each event, late outcomes left out.
+def _by_ids(connection: Connection, sql: str):
+    """``sql`` with its ``{ids}`` matching the list parameter ``ids``: one array parameter on
+    Postgres (every lookup goes through the index, whatever the planner's statistics say), an
+    expanded ``IN`` elsewhere."""
+    if connection.dialect.name == "postgresql":
+        return text(sql.format(ids="= ANY(CAST(:ids AS TEXT[]))"))
+    return text(sql.format(ids="IN :ids")).bindparams(bindparam("ids", expanding=True))
 
-    Driven by the event ids (one array parameter on Postgres, chunks elsewhere) so that every
-    lookup goes through the outcomes index, whatever the planner's statistics say.
+
+def learn_rows(connection: Connection, loop_id: int, event_ids: list[str]) -> list[LearnRow]:
+    """The decisions ``event_ids``, in that order, each with its on-time outcomes."""
+    rows: dict[str, Any] = {}
+    outcomes: dict[str, list[tuple[str, float]]] = {}
+    decisions_sql = _by_ids(connection, _LEARN_DECISIONS)
+    outcomes_sql = _by_ids(connection, _LEARN_OUTCOMES)
+    step = len(event_ids) if connection.dialect.name == "postgresql" else SQLITE_CHUNK
+    for start in range(0, len(event_ids), step or 1):
+        parameters = {"loop_id": loop_id, "ids": event_ids[start:start + step]}
+        for row in connection.execute(decisions_sql, parameters):
+            rows[row[0]] = row
+        for event_id, objective, value in connection.execute(outcomes_sql, parameters):
+            outcomes.setdefault(event_id, []).append((objective, value))
+    return [LearnRow(*rows[event_id], outcomes.get(event_id, [])) for event_id in event_ids]
+
+
+def mark_learned(
+    connection: Connection, loop_id: int, version: int, event_ids: list[str], now: datetime
+) -> None:
+    """Mark ``event_ids`` as learned by snapshot ``version``, in the caller's transaction.
+
+    Raises when an event was already marked (another trainer learned it): the caller must roll
+    back, so no event is ever learned twice.
     """
-    found: dict[str, list[tuple[str, float]]] = {}
-    postgres = session.get_bind().dialect.name == "postgresql"
-    chunks = [event_ids] if postgres else [event_ids[i:i + 5000] for i in range(0, len(event_ids), 5000)]
-    rows: list[Any] = []
-    for chunk in chunks:
-        if not chunk:
-            continue
-        matches = (
-            Outcome.event_id == any_(bindparam("ids", value=chunk, type_=ARRAY(Text)))
-            if postgres else Outcome.event_id.in_(chunk)
+    if connection.dialect.name == "postgresql":
+        marked = connection.execute(
+            text(
+                "UPDATE decisions SET learned_at = :now, learned_version = :version "
+                "FROM unnest(CAST(:ids AS text[])) AS learned(event_id) "
+                "WHERE decisions.loop_id = :loop_id AND decisions.event_id = learned.event_id "
+                "AND decisions.learned_at IS NULL"
+            ),
+            {"now": now, "version": version, "ids": event_ids, "loop_id": loop_id},
+        ).rowcount
+    else:
+        table = Decision.__table__
+        marked = connection.execute(
+            update(table)
+            .where(
+                table.c.loop_id == loop_id,
+                table.c.event_id == bindparam("learned_id"),
+                table.c.learned_at.is_(None),
+            )
+            .values(learned_at=now, learned_version=version),
+            [{"learned_id": event_id} for event_id in event_ids],
+        ).rowcount
+    if marked != len(event_ids):
+        raise RuntimeError(
+            f"{len(event_ids) - marked} of {len(event_ids)} events were already learned; "
+            "is another trainer running on this loop?"
         )
-        rows.extend(session.execute(
-            select(Outcome.event_id, Outcome.objective, Outcome.value, Outcome.ts, Outcome.id)
-            .where(Outcome.loop_id == loop_id, Outcome.late.is_(False), matches)
-        ))
-    rows.sort(key=lambda row: (row.ts, row.id))
-    for event_id, objective, value, _, _ in rows:
-        found.setdefault(event_id, []).append((objective, value))
-    return found
+
+
+def add_model(connection: Connection, model: Model) -> None:
+    """Insert a snapshot, in the caller's transaction."""
+    values = {column.key: getattr(model, column.key) for column in Model.__table__.columns
+              if getattr(model, column.key) is not None}
+    connection.execute(insert(Model), values)
 
 
 def current_lineage(loop_id: int, *, session: Session) -> int:
@@ -130,43 +190,6 @@ def latest_version(loop_id: int, *, session: Session) -> tuple[int, int] | None:
         .limit(1)
     ).first()
     return (row.version, row.lineage) if row else None
-
-
-def publish(model: Model, event_ids: list[str], now: datetime, *, session: Session) -> None:
-    """Add the snapshot and mark the events it learned, in the caller's transaction.
-
-    Raises when an event was already marked (another trainer learned it): the caller must roll
-    back, so no event is ever learned twice.
-    """
-    session.add(model)
-    session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        marked = session.execute(
-            text(
-                "UPDATE decisions SET learned_at = :now, learned_version = :version "
-                "FROM unnest(CAST(:ids AS text[])) AS learned(event_id) "
-                "WHERE decisions.loop_id = :loop_id AND decisions.event_id = learned.event_id "
-                "AND decisions.learned_at IS NULL"
-            ),
-            {"now": now, "version": model.version, "ids": event_ids, "loop_id": model.loop_id},
-        ).rowcount
-    else:
-        table = Decision.__table__
-        marked = session.connection().execute(
-            update(table)
-            .where(
-                table.c.loop_id == model.loop_id,
-                table.c.event_id == bindparam("learned_id"),
-                table.c.learned_at.is_(None),
-            )
-            .values(learned_at=now, learned_version=model.version),
-            [{"learned_id": event_id} for event_id in event_ids],
-        ).rowcount
-    if marked != len(event_ids):
-        raise RuntimeError(
-            f"{len(event_ids) - marked} of {len(event_ids)} events were already learned; "
-            "is another trainer running on this loop?"
-        )
 
 
 def list_models(loop_id: int, limit: int, *, session: Session) -> list[Any]:

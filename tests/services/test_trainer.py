@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from bandits.services.loops import LoopService
+from bandits.services import trainer as trainer_module
 from bandits.services.trainer import LoopTrainer, TrainerRunner
 from bandits.store.locks import LoopLock
 from bandits.store.models import Decision, Loop, Model
@@ -61,6 +62,72 @@ def test_the_trainer_learns_and_the_api_serves_the_new_model(app, client, db):
     good = [next(r["probability"] for r in reply["ranking"] if r["id"] == GOOD) for reply in served]
     assert min(good) == pytest.approx(0.9)  # epsilon 0.2 over two actions: the greedy one gets 0.9
     trainer.close()
+
+
+class _Recording(LoopTrainer):
+    """A trainer that notes the events it learns, in order, and can fail at the n-th one."""
+
+    fail_at: int | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[str] = []
+
+    def _learn(self, row) -> None:
+        if self.fail_at is not None and len(self.seen) == self.fail_at:
+            raise RuntimeError("the trainer fell over")
+        self.seen.append(row.event_id)
+        super()._learn(row)
+
+
+@pytest.fixture
+def chunked(app, client, db, monkeypatch) -> tuple[_Recording, int]:
+    """150 rewarded decisions and a recording trainer that takes them in chunks of 7, 20, 20..."""
+    monkeypatch.setattr(trainer_module, "FIRST_CHUNK", 7)
+    monkeypatch.setattr(trainer_module, "CHUNK", 20)
+    key, loop_id = _loop(app)
+    _play(client, key, 150)
+    trainer = _Recording(db, loop_id, "learn")
+    yield trainer, loop_id
+    trainer.close()
+
+
+def test_a_step_in_many_chunks_learns_every_event_once_oldest_first(db, chunked):
+    trainer, loop_id = chunked
+    assert trainer.step() == 150
+    with db.session() as session:
+        order = list(session.scalars(
+            select(Decision.event_id).where(Decision.loop_id == loop_id)
+            .order_by(Decision.ts, Decision.event_id)))
+        versions = set(session.scalars(select(Decision.learned_version).where(Decision.loop_id == loop_id)))
+    assert trainer.seen == order
+    assert versions == {1}
+
+
+def test_a_step_that_fails_midway_marks_nothing_and_the_next_learns_everything(db, chunked):
+    trainer, loop_id = chunked
+    trainer.fail_at = 100  # after several chunks were read and marked (Postgres marks as it goes)
+    with pytest.raises(RuntimeError, match="fell over"):
+        trainer.step()
+    assert _learned(db, loop_id) == 0
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Model).where(Model.loop_id == loop_id)) == 0
+    trainer.fail_at = None
+    trainer.seen.clear()
+    assert trainer.step() == 150  # from the empty model again: the failed step's learning is gone
+    assert trainer.version == 1 and trainer.total_learned == 150
+    assert len(trainer.seen) == len(set(trainer.seen)) == 150
+    # The same model as a trainer that never failed learns from the same events.
+    with db.session() as session:
+        after_failure = session.scalar(select(Model.blob).where(Model.loop_id == loop_id))
+        session.execute(update(Decision).where(Decision.loop_id == loop_id)
+                        .values(learned_at=None, learned_version=None))
+        session.execute(delete(Model).where(Model.loop_id == loop_id))
+    fresh = LoopTrainer(db, loop_id, "learn")
+    assert fresh.step() == 150
+    with db.session() as session:
+        assert session.scalar(select(Model.blob).where(Model.loop_id == loop_id)) == after_failure
+    fresh.close()
 
 
 def test_each_snapshot_records_what_it_learned(app, client, db):
