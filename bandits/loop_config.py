@@ -99,7 +99,13 @@ def parse_duration(value: Any) -> float:
 
 
 class LoopConfig(_Strict):
-    kind: Literal["cb"] = Field(default="cb", description="Decision kind: `cb` picks one action.")
+    kind: Literal["cb", "ccb", "slates"] = Field(
+        default="cb",
+        description="Decision kind, fixed when the loop is created: `cb` picks one action; `ccb` "
+        "fills an ordered list of slots from one shared pool of actions, without repeating one, "
+        "with a reward per slot; `slates` fills each slot from its own actions, with one reward for "
+        "the whole slate.",
+    )
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(name="reward")], min_length=1, max_length=32
     )

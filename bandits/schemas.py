@@ -22,6 +22,25 @@ class ActionIn(_Body):
     features: dict[str, Any] = Field(
         default_factory=dict, description="Namespaces of features (see docs/features.md)."
     )
+    slot: str | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="`slates` loops only, and required there: the id of the slot this action may fill.",
+    )
+
+
+class SlotIn(_Body):
+    id: str = Field(min_length=1, max_length=256, description="The slot's id, unique in the request.")
+    features: dict[str, Any] = Field(
+        default_factory=dict, description="Namespaces of the slot's own features (position, size...)."
+    )
+    baseline: str = Field(
+        min_length=1, max_length=256,
+        description="The action the product would show in this slot by default (apprentice mode "
+        "serves it); in the pool (`ccb`) or among the slot's actions (`slates`).",
+    )
+    excluded: list[str] = Field(
+        default_factory=list, description="Ids of actions this slot must not take (probability 0)."
+    )
 
 
 class ChooseRequest(_Body):
@@ -38,6 +57,11 @@ class ChooseRequest(_Body):
         default=None, description="The action the product would show by default (first action if absent)."
     )
     defer: StrictBool = Field(default=False, description="Learn only once activated.")
+    slots: list[SlotIn] | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="`ccb` and `slates` loops only, and required there: the slots to fill, in order. "
+        "(`excluded` and `baseline` above are for `cb`; slots have their own.)",
+    )
 
 
 class RankedAction(BaseModel):
@@ -45,12 +69,29 @@ class RankedAction(BaseModel):
     probability: float
 
 
+class SlotReply(BaseModel):
+    id: str
+    action: str = Field(description="The action shown in this slot.")
+    probability: float = Field(
+        description="Its probability given the slots before it (the propensity to log)."
+    )
+    ranking: list[RankedAction] = Field(
+        description="Every action the slot could have taken, most probable first (`ccb`: the whole "
+        "pool, with probability 0 for actions taken by earlier slots or excluded)."
+    )
+
+
 class ChooseReply(BaseModel):
     event_id: str
-    action: str
-    probability: float
     model_version: int
-    ranking: list[RankedAction]
+    action: str | None = Field(default=None, description="`cb`: the action chosen.")
+    probability: float | None = Field(default=None, description="`cb`: its probability.")
+    ranking: list[RankedAction] | None = Field(
+        default=None, description="`cb`: every action, most probable first."
+    )
+    slots: list[SlotReply] | None = Field(
+        default=None, description="`ccb` and `slates`: one entry per slot, in the request's order."
+    )
 
 
 class RewardRequest(_Body):
@@ -58,7 +99,10 @@ class RewardRequest(_Body):
     rewards: dict[str, StrictFloat | StrictBool] = Field(
         min_length=1, description="Objective name → outcome value (booleans count as 1 and 0)."
     )
-    slot: str | None = Field(default=None, min_length=1, max_length=256)
+    slot: str | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="`ccb` loops only, and required there: the slot whose outcome this is.",
+    )
     reward_id: str | None = Field(
         default=None, min_length=1, max_length=256, description="Dedupe key: accepted once."
     )
@@ -92,9 +136,13 @@ class EventReply(BaseModel):
     actions: list[dict[str, Any]]
     excluded: list[str]
     baseline: str | None
-    action: str
-    probability: float
-    pmf: list[float]
+    action: str = Field(description="The action chosen (`ccb`, `slates`: the first slot's).")
+    probability: float = Field(description="Its probability (`ccb`, `slates`: the first slot's).")
+    pmf: list[float] = Field(description="The distribution over `actions` (`ccb`, `slates`: the first slot's).")
+    slots: list[dict[str, Any]] | None = Field(
+        description="`ccb`, `slates`: per slot its id, features, baseline and exclusions as sent, and "
+        "the action chosen, its probability and the slot's distribution over `actions`."
+    )
     model_version: int
     config_version: int
     learning_mode: str

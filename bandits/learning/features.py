@@ -185,8 +185,16 @@ def action_line(action_id: str, features: dict[str, Any] | None) -> str:
 
     A :class:`FeatureError` about the id has the path ``.id``; about a feature, ``.features...``.
     """
+    return identified_line(ACTION_NAMESPACE, action_id, features)
+
+
+def identified_line(namespace: str, item_id: str, features: dict[str, Any] | None) -> str:
+    """``|namespace id=<item_id>`` followed by the item's own namespaces (an action's, a slot's).
+
+    A :class:`FeatureError` about the id has the path ``.id``; about a feature, ``.features...``.
+    """
     try:
-        head = f"|{ACTION_NAMESPACE} id={escape(action_id)}"
+        head = f"|{namespace} id={escape(item_id)}"
     except FeatureError as error:
         raise error.inside(".id") from None
     try:

@@ -41,9 +41,13 @@ def exploration_args(config: LoopConfig) -> str:
     raise AssertionError(f"unhandled exploration {exploration!r}")
 
 
+# The VW reduction for each decision kind (see bandits.learning.examples for their text formats).
+KIND_ARGS = {"cb": "--cb_explore_adf", "ccb": "--ccb_explore_adf", "slates": "--slates"}
+
+
 def vw_arguments(config: LoopConfig) -> str:
     """The full VW command line for a loop's model."""
-    args = f"--cb_explore_adf {exploration_args(config)} --quiet"
+    args = f"{KIND_ARGS[config.kind]} {exploration_args(config)} --quiet"
     return f"{args} {config.vw_args}" if config.vw_args else args
 
 
@@ -96,6 +100,23 @@ def _predict(workspace: vowpalwabbit.Workspace, shared: str | None, actions: lis
         pylibvw.vw._finish_example_multi_ex(workspace, examples)
 
 
+def _predict_slots(workspace: vowpalwabbit.Workspace, text: str) -> list[list[tuple[int, float]]]:
+    examples = workspace._parse(text)
+    try:
+        pylibvw.vw.predict_multi(workspace, examples)
+        return [list(slot) for slot in examples[0].get_decision_scores()]
+    finally:
+        pylibvw.vw._finish_example_multi_ex(workspace, examples)
+
+
+def _learn_text(workspace: vowpalwabbit.Workspace, text: str) -> None:
+    examples = workspace._parse(text)
+    try:
+        pylibvw.vw.learn_multi(workspace, examples)
+    finally:
+        pylibvw.vw._finish_example_multi_ex(workspace, examples)
+
+
 def check_model(config: LoopConfig, blob: bytes) -> None:
     """Raise :class:`VwArgsError` when VW cannot load ``blob`` as this loop's model."""
     _load(vw_arguments(config), blob).finish()
@@ -118,6 +139,14 @@ class Policy:
         """PMF aligned with ``actions`` (VW text lines, see :mod:`bandits.learning.features`)."""
         with self._lock:
             return _predict(self._workspace, shared, actions)
+
+    def predict_slots(self, text: str) -> list[list[tuple[int, float]]]:
+        """For a multi-slot example (``ccb`` or ``slates`` text, see
+        :mod:`bandits.learning.examples`): per slot, (action index, probability) pairs, the
+        action VW drew (with the slot's seed) first. Indices are into the pool for ``ccb``, into
+        the slot's own actions for ``slates``."""
+        with self._lock:
+            return _predict_slots(self._workspace, text)
 
     def close(self) -> None:
         with self._lock:
@@ -146,8 +175,15 @@ class Learner:
         finally:
             pylibvw.vw._finish_example_multi_ex(workspace, examples)
 
+    def learn_text(self, text: str) -> None:
+        """Learn one labelled multi-slot example (see :mod:`bandits.learning.examples`)."""
+        _learn_text(self._workspace, text)
+
     def predict(self, shared: str | None, actions: list[str]) -> list[float]:
         return _predict(self._workspace, shared, actions)
+
+    def predict_slots(self, text: str) -> list[list[tuple[int, float]]]:
+        return _predict_slots(self._workspace, text)
 
     def snapshot(self) -> bytes:
         return _save(self._workspace)

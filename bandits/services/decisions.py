@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bandits.schemas import ChooseRequest, RewardRequest
+from bandits.schemas import ChooseRequest, RewardRequest, SlotIn
 from bandits.errors import ApiError, bad_request, conflict, not_found, unprocessable
-from bandits.learning.features import FeatureError, action_line, shared_line
+from bandits.learning.examples import SlotExample, ccb_text, slates_text, slot_line, slot_pmfs
+from bandits.learning.features import FeatureError, action_line, namespaces_text
 from bandits.learning.sampling import normalise, sample, seed_for
 from bandits.services.group_commit import GroupCommitter
 from bandits.services.runtime import LoopRuntime
@@ -31,8 +32,11 @@ class DecisionService:
     # -- choose -------------------------------------------------------------------------------
 
     def choose(self, loop: LoopRuntime, request: ChooseRequest) -> dict[str, Any]:
+        if loop.config.kind != "cb":
+            return self._choose_slots(loop, request)
         ids = self._validate_choose(loop, request)
-        shared, lines = _featurise(request)
+        context, lines = _featurise(request)
+        shared = f"shared {context}" if context else None  # the ADF shared example
         excluded = set(request.excluded)
         baseline = request.baseline if request.baseline is not None else _first_allowed(ids, excluded)
         event_id = request.event_id if request.event_id is not None else uuid.uuid4().hex
@@ -47,24 +51,85 @@ class DecisionService:
             model_version=loop.policy.model_version, config_version=loop.config_version,
             learning_mode=loop.config.learning_mode, seed=seed, deferred=request.defer,
         )
+        self._log(row)
+        return {
+            "event_id": event_id, "action": ids[chosen], "probability": pmf[chosen],
+            "model_version": loop.policy.model_version, "ranking": _ranking(ids, pmf),
+        }
+
+    def _choose_slots(self, loop: LoopRuntime, request: ChooseRequest) -> dict[str, Any]:
+        """``ccb`` and ``slates``: fill the slots in order, each with VW's draw seeded by the event
+        id and the slot's position; log every slot's choice, probability and distribution."""
+        kind = loop.config.kind
+        ids, positions = self._validate_pool(loop, request)
+        slots = request.slots
+        if request.excluded or request.baseline is not None:
+            field = "excluded" if request.excluded else "baseline"
+            raise bad_request(
+                "InvalidChooseRequest",
+                f"`{field}` is for cb loops; in a {kind} loop each slot has its own", field,
+            )
+        if not slots:
+            raise bad_request(
+                "InvalidChooseRequest", f"a {kind} loop fills slots: give `slots`, in order", "slots"
+            )
+        allowed, candidates = (_ccb_slots if kind == "ccb" else _slates_slots)(request, positions)
+        shared, lines = _featurise(request)
+        slot_lines = _featurise_slots(slots)
+        event_id = request.event_id if request.event_id is not None else uuid.uuid4().hex
+        seed = seed_for(loop.loop_id, event_id)
+        if loop.config.learning_mode == "apprentice":
+            # Apprentice serves what the product would have shown, with certainty.
+            chosen = []
+            for slot in slots:
+                baseline = positions[slot.baseline]
+                chosen.append((baseline, [1.0 if i == baseline else 0.0 for i in range(len(ids))]))
+        else:
+            examples = [
+                SlotExample(line, allowed[k], seed=f"{seed}.{k}") for k, line in enumerate(slot_lines)
+            ]
+            text = (ccb_text if kind == "ccb" else slates_text)(shared, lines, examples)
+            chosen = slot_pmfs(kind, examples, loop.policy.predict_slots(text), len(ids))
+        logged = [
+            {"id": slot.id, "features": slot.features, "baseline": slot.baseline,
+             "excluded": slot.excluded, "chosen": ids[position], "probability": pmf[position], "pmf": pmf}
+            for slot, (position, pmf) in zip(slots, chosen)
+        ]
+        first = logged[0]
+        row = DecisionRow(
+            loop_id=loop.loop_id, event_id=event_id, ts=utcnow(), context=request.context,
+            actions=[
+                {"id": a.id, "features": a.features, **({"slot": a.slot} if a.slot is not None else {})}
+                for a in request.actions
+            ],
+            excluded=[], baseline=first["baseline"], chosen=first["chosen"],
+            probability=first["probability"], pmf=first["pmf"],
+            model_version=loop.policy.model_version, config_version=loop.config_version,
+            learning_mode=loop.config.learning_mode, seed=seed, deferred=request.defer, slots=logged,
+        )
+        self._log(row)
+        replies = []
+        for slot, own in zip(logged, candidates):
+            replies.append({
+                "id": slot["id"], "action": slot["chosen"], "probability": slot["probability"],
+                "ranking": _ranking([ids[i] for i in own], [slot["pmf"][i] for i in own]),
+            })
+        return {"event_id": event_id, "model_version": loop.policy.model_version, "slots": replies}
+
+    def _log(self, row: DecisionRow) -> None:
+        """Commit the decision (group commit) before anything is replied."""
         try:
             written = self._committer.submit(row)
         except Exception as exc:
             raise ApiError(503, "StoreUnavailable", "the decision could not be logged; retry") from exc
         if not written:
             raise conflict(
-                "DuplicateEvent", f"event_id {event_id!r} was already used in this loop", "event_id"
+                "DuplicateEvent", f"event_id {row.event_id!r} was already used in this loop", "event_id"
             )
-        ranking = sorted(
-            ({"id": action_id, "probability": p} for action_id, p in zip(ids, pmf)),
-            key=lambda item: -item["probability"],
-        )
-        return {
-            "event_id": event_id, "action": ids[chosen], "probability": pmf[chosen],
-            "model_version": loop.policy.model_version, "ranking": ranking,
-        }
 
-    def _validate_choose(self, loop: LoopRuntime, request: ChooseRequest) -> list[str]:
+    def _validate_pool(self, loop: LoopRuntime, request: ChooseRequest) -> tuple[list[str], dict[str, int]]:
+        """Checks every kind shares: the pool's size, unique action ids, the event id. Returns
+        the ids in order and each id's position."""
         if len(request.actions) > loop.config.max_actions:
             raise unprocessable(
                 "TooManyActions",
@@ -84,6 +149,20 @@ class DecisionService:
                 )
             positions[action.id] = index
             ids.append(action.id)
+        return ids, positions
+
+    def _validate_choose(self, loop: LoopRuntime, request: ChooseRequest) -> list[str]:
+        ids, positions = self._validate_pool(loop, request)
+        if request.slots is not None:
+            raise bad_request(
+                "InvalidChooseRequest", "`slots` are for ccb and slates loops; this loop is cb", "slots"
+            )
+        for index, action in enumerate(request.actions):
+            if action.slot is not None:
+                raise bad_request(
+                    "InvalidChooseRequest", f"actions[{index}].slot is for slates loops; this loop is cb",
+                    f"actions[{index}].slot",
+                )
         for index, action_id in enumerate(request.excluded):
             if action_id not in positions:
                 raise bad_request(
@@ -133,13 +212,30 @@ class DecisionService:
             if not math.isfinite(number):
                 raise bad_request("InvalidRewardRequest", f"rewards.{name} is not finite", f"rewards.{name}")
             values[name] = number
-        if request.slot is not None and loop.config.kind == "cb":
-            raise unprocessable("NoSlots", "a `cb` loop has no slots; leave `slot` out", "slot")
+        kind = loop.config.kind
+        if request.slot is not None and kind != "ccb":
+            raise unprocessable(
+                "NoSlots",
+                "a cb loop has no slots; leave `slot` out" if kind == "cb" else
+                "a slates loop takes one reward for the whole slate; leave `slot` out", "slot",
+            )
+        if request.slot is None and kind == "ccb":
+            raise unprocessable(
+                "SlotRequired", "a ccb loop takes rewards per slot: say which in `slot`", "slot"
+            )
         now = utcnow()
         with self._db.session() as session:
             decision = store.get_decision(loop.loop_id, event_id, session=session)
             if decision is None:
                 raise _event_not_found(event_id)
+            if request.slot is not None:
+                slot_ids = [slot["id"] for slot in decision.slots or []]
+                if request.slot not in slot_ids:
+                    raise unprocessable(
+                        "UnknownSlot",
+                        f"slot {request.slot!r} is not among this decision's slots ({', '.join(slot_ids)})",
+                        "slot",
+                    )
             if request.reward_id is not None and store.reward_id_seen(
                 loop.loop_id, event_id, request.reward_id, session=session
             ):
@@ -176,7 +272,7 @@ class DecisionService:
             "event_id": decision.event_id, "ts": iso(decision.ts),
             "context": decision.context, "actions": decision.actions, "excluded": decision.excluded,
             "baseline": decision.baseline, "action": decision.chosen,
-            "probability": decision.probability, "pmf": decision.pmf,
+            "probability": decision.probability, "pmf": decision.pmf, "slots": decision.slots,
             "model_version": decision.model_version, "config_version": decision.config_version,
             "learning_mode": decision.learning_mode, "deferred": decision.deferred,
             "activated_at": iso(decision.activated_at),
@@ -189,19 +285,151 @@ class DecisionService:
         }
 
 
-def _featurise(request: ChooseRequest) -> tuple[str | None, list[str]]:
-    """VW text of the context and of every action (excluded ones too: all are logged and learned
-    from later), validating every feature value in the same walk."""
+def _featurise(request: ChooseRequest) -> tuple[str, list[str]]:
+    """VW text of the context's namespaces and of every action (excluded ones too: all are logged
+    and learned from later), validating every feature value in the same walk."""
     root = "context"
     try:
-        shared = shared_line(request.context)
+        context = namespaces_text(request.context)
         lines = []
         for index, action in enumerate(request.actions):
             root = f"actions[{index}]"
             lines.append(action_line(action.id, action.features))
     except FeatureError as error:
         raise bad_request("InvalidChooseRequest", error.message(root), error.path(root)) from None
-    return shared, lines
+    return context, lines
+
+
+def _featurise_slots(slots: list[SlotIn]) -> list[str]:
+    lines = []
+    for index, slot in enumerate(slots):
+        try:
+            lines.append(slot_line(slot.id, slot.features))
+        except FeatureError as error:
+            root = f"slots[{index}]"
+            raise bad_request("InvalidChooseRequest", error.message(root), error.path(root)) from None
+    return lines
+
+
+def _ranking(ids: list[str], pmf: list[float]) -> list[dict[str, Any]]:
+    """Every candidate with its probability, most probable first."""
+    return sorted(
+        ({"id": action_id, "probability": p} for action_id, p in zip(ids, pmf)),
+        key=lambda item: -item["probability"],
+    )
+
+
+def _unique_slot_ids(slots: list[SlotIn]) -> None:
+    seen: dict[str, int] = {}
+    for index, slot in enumerate(slots):
+        if slot.id in seen:
+            raise bad_request(
+                "InvalidChooseRequest", f"slots[{index}].id {slot.id!r} repeats slots[{seen[slot.id]}].id",
+                f"slots[{index}].id",
+            )
+        seen[slot.id] = index
+
+
+def _invalid(message: str, target: str) -> ApiError:
+    return bad_request("InvalidChooseRequest", message, target)
+
+
+def _ccb_slots(
+    request: ChooseRequest, positions: dict[str, int]
+) -> tuple[list[tuple[int, ...] | None], list[range]]:
+    """``ccb``: per slot the pool positions it may take (``None``: any), and its candidates (the
+    whole pool). Each slot's allowed actions must outnumber the slots before it, so that it
+    always has one left whatever they took."""
+    slots = request.slots or []
+    actions = request.actions
+    if len(slots) > len(actions):
+        raise unprocessable(
+            "TooFewActions",
+            f"{len(slots)} slots but {len(actions)} actions: a ccb loop shows each action at most "
+            "once, so it needs at least as many actions as slots", "slots",
+        )
+    for index, action in enumerate(actions):
+        if action.slot is not None:
+            raise _invalid(
+                f"actions[{index}].slot is for slates loops; in a ccb loop every slot draws from "
+                "the whole pool (use slots[].excluded to keep an action out of a slot)",
+                f"actions[{index}].slot",
+            )
+    _unique_slot_ids(slots)
+    allowed: list[tuple[int, ...] | None] = []
+    baselines: dict[str, int] = {}
+    for k, slot in enumerate(slots):
+        for j, action_id in enumerate(slot.excluded):
+            if action_id not in positions:
+                raise _invalid(f"slots[{k}].excluded[{j}] {action_id!r} is not among the actions",
+                               f"slots[{k}].excluded[{j}]")
+        if slot.baseline not in positions:
+            raise _invalid(f"slots[{k}].baseline {slot.baseline!r} is not among the actions",
+                           f"slots[{k}].baseline")
+        excluded = set(slot.excluded)
+        if slot.baseline in excluded:
+            raise _invalid(f"slots[{k}].baseline {slot.baseline!r} is excluded from that slot",
+                           f"slots[{k}].baseline")
+        if slot.baseline in baselines:
+            raise _invalid(
+                f"slots[{k}].baseline {slot.baseline!r} is already slots[{baselines[slot.baseline]}]'s "
+                "baseline; a ccb slate shows each action once", f"slots[{k}].baseline",
+            )
+        baselines[slot.baseline] = k
+        if not excluded:
+            allowed.append(None)
+            continue
+        mine = tuple(i for i, action in enumerate(actions) if action.id not in excluded)
+        if len(mine) <= k:
+            raise _invalid(
+                f"slots[{k}] may take {len(mine)} actions, and the {k} slots before it may take "
+                f"them all: it needs at least {k + 1} it does not exclude", f"slots[{k}].excluded",
+            )
+        allowed.append(mine)
+    return allowed, [range(len(actions))] * len(slots)
+
+
+def _slates_slots(
+    request: ChooseRequest, positions: dict[str, int]
+) -> tuple[list[tuple[int, ...]], list[list[int]]]:
+    """``slates``: per slot the pool positions it may take (its actions less its exclusions),
+    and its candidates (its actions)."""
+    slots = request.slots or []
+    _unique_slot_ids(slots)
+    slot_of = {slot.id: k for k, slot in enumerate(slots)}
+    own: list[list[int]] = [[] for _ in slots]
+    for index, action in enumerate(request.actions):
+        if action.slot is None:
+            raise _invalid(
+                f"actions[{index}].slot is required in a slates loop: name the slot this action fills",
+                f"actions[{index}].slot",
+            )
+        if action.slot not in slot_of:
+            raise _invalid(f"actions[{index}].slot {action.slot!r} is not among the slots",
+                           f"actions[{index}].slot")
+        own[slot_of[action.slot]].append(index)
+    allowed: list[tuple[int, ...]] = []
+    for k, slot in enumerate(slots):
+        if not own[k]:
+            raise _invalid(f"slots[{k}] {slot.id!r} has no actions: name it in some actions[].slot",
+                           f"slots[{k}]")
+        mine = {request.actions[i].id for i in own[k]}
+        for j, action_id in enumerate(slot.excluded):
+            if action_id not in mine:
+                raise _invalid(f"slots[{k}].excluded[{j}] {action_id!r} is not among slot {slot.id!r}'s actions",
+                               f"slots[{k}].excluded[{j}]")
+        if slot.baseline not in mine:
+            where = (
+                f"belongs to slot {request.actions[positions[slot.baseline]].slot!r}, not to {slot.id!r}"
+                if slot.baseline in positions else "is not among the actions"
+            )
+            raise _invalid(f"slots[{k}].baseline {slot.baseline!r} {where}", f"slots[{k}].baseline")
+        if slot.baseline in slot.excluded:
+            raise _invalid(f"slots[{k}].baseline {slot.baseline!r} is excluded from that slot",
+                           f"slots[{k}].baseline")
+        excluded = set(slot.excluded)
+        allowed.append(tuple(i for i in own[k] if request.actions[i].id not in excluded))
+    return allowed, own
 
 
 def _first_allowed(ids: list[str], excluded: set[str]) -> str:

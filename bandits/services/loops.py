@@ -81,6 +81,11 @@ class LoopService:
             loop = loop_or_404(name, session)
             old = LoopConfig.model_validate(loop.config)
             new = validate_config({**loop.config, **changes})
+            if new.kind != old.kind:
+                raise unprocessable(
+                    "KindFixed", f"a loop's kind is fixed when it is created: this loop is "
+                    f"{old.kind!r}; create a new loop for {new.kind!r} decisions", "kind",
+                )
             reset = model_invalidated(old, new)
             if new == old:
                 return {**loop_json(loop), "model_reset": False}

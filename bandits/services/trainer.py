@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from bandits.learning.features import action_line, shared_line
+from bandits.learning.examples import SlotExample, ccb_text, slates_text, slot_line, slot_pmfs
+from bandits.learning.features import action_line, namespaces_text, shared_line
 from bandits.learning.rewards import complete_early, cost, scalar_reward
 from bandits.learning.vw import Learner
 from bandits.loop_config import LoopConfig
@@ -57,7 +58,9 @@ class LoopTrainer:
     learner: Learner | None = field(default=None, repr=False)
     # Apprentice mode: 1 when the model's own pick (before learning the event) was the baseline.
     agreements: deque[int] = field(default_factory=deque, repr=False)
-    action_cache: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict, repr=False)
+    action_cache: dict[str, tuple[list[str], list[str], list[str | None]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def step(self, limit: int = BATCH_LIMIT) -> int:
         """Learn what is learnable now and publish one snapshot; returns the events learned.
@@ -80,7 +83,8 @@ class LoopTrainer:
             reader = stack.enter_context(self.db.engine.connect())
             writer = stack.enter_context(self.db.engine.connect())
             event_ids = training.learnable_ids(
-                reader, self.loop_id, self.config.reward_wait, n_objectives, now, limit
+                reader, self.loop_id, self.config.reward_wait, n_objectives, now, limit,
+                per_slot=self.config.kind == "ccb",
             )
             reader.rollback()  # reads see what is committed when they run, in no one snapshot
             if not event_ids:
@@ -125,7 +129,10 @@ class LoopTrainer:
 
     def _learn(self, row: training.LearnRow) -> None:
         assert self.config is not None and self.learner is not None
-        ids, all_lines = self._action_lines(row.actions)
+        if row.slots is not None and row.slots != "null":  # SQLite keeps a cb decision's as JSON null
+            self._learn_slots(row)
+            return
+        ids, all_lines, _ = self._action_lines(row.actions)
         if len(row.excluded) > 2:  # not "[]"
             excluded = set(orjson.loads(row.excluded))
             offered = [i for i, action_id in enumerate(ids) if action_id not in excluded]
@@ -138,19 +145,63 @@ class LoopTrainer:
         if row.learning_mode == "apprentice" and self.config.learning_mode == "apprentice":
             pmf = self.learner.predict(shared, lines)
             own_pick = ids[max(range(len(pmf)), key=pmf.__getitem__)]
-            self.agreements.append(int(own_pick == row.baseline))
-            while len(self.agreements) > self.config.apprentice_events:
-                self.agreements.popleft()
-        self.learner.learn(
-            shared, lines, chosen, cost(scalar_reward(self.config, row.outcomes)), row.probability
-        )
+            self._agree(own_pick == row.baseline)
+        reward = scalar_reward(self.config, row.outcomes.get(None, []))
+        self.learner.learn(shared, lines, chosen, cost(reward), row.probability)
 
-    def _action_lines(self, actions_json: str) -> tuple[list[str], list[str]]:
-        """Ids and VW lines of a logged action list, remembered by its JSON text."""
+    def _learn_slots(self, row: training.LearnRow) -> None:
+        """``ccb``: each slot labelled with its own cost (its outcomes, defaults where none came);
+        ``slates``: one cost for the slate. Each slot keeps the actions it could take."""
+        assert self.config is not None and self.learner is not None
+        kind = self.config.kind
+        ids, lines, action_slots = self._action_lines(row.actions)
+        position = {action_id: index for index, action_id in enumerate(ids)}
+        context = namespaces_text(orjson.loads(row.context))
+        logged = orjson.loads(row.slots)
+        examples = []
+        for slot in logged:
+            excluded = set(slot["excluded"])
+            if kind == "slates":
+                allowed: tuple[int, ...] | None = tuple(
+                    i for i, action_id in enumerate(ids)
+                    if action_slots[i] == slot["id"] and action_id not in excluded
+                )
+            else:
+                allowed = tuple(i for i, a in enumerate(ids) if a not in excluded) if excluded else None
+            examples.append(SlotExample(
+                slot_line(slot["id"], slot["features"]), allowed, chosen=position[slot["chosen"]],
+                probability=slot["probability"],
+                cost=cost(scalar_reward(self.config, row.outcomes.get(slot["id"], []))),
+            ))
+        if row.learning_mode == "apprentice" and self.config.learning_mode == "apprentice":
+            unlabelled = [SlotExample(e.line, e.allowed) for e in examples]
+            text = (ccb_text if kind == "ccb" else slates_text)(context, lines, unlabelled)
+            picks = slot_pmfs(kind, unlabelled, self.learner.predict_slots(text), len(ids))
+            for (_, pmf), slot in zip(picks, logged):  # the model's most probable pick, per slot
+                self._agree(max(range(len(pmf)), key=pmf.__getitem__) == position[slot["baseline"]])
+        if kind == "ccb":
+            text = ccb_text(context, lines, examples)
+        else:
+            text = slates_text(context, lines, examples, cost(scalar_reward(self.config, row.outcomes.get(None, []))))
+        self.learner.learn_text(text)
+
+    def _agree(self, agreed: bool) -> None:
+        """Apprentice mode: note whether the model's own pick was the baseline."""
+        assert self.config is not None
+        self.agreements.append(int(agreed))
+        while len(self.agreements) > self.config.apprentice_events:
+            self.agreements.popleft()
+
+    def _action_lines(self, actions_json: str) -> tuple[list[str], list[str], list[str | None]]:
+        """Ids, VW lines and slots (``slates``) of a logged action list, remembered by its JSON
+        text."""
         cached = self.action_cache.get(actions_json)
         if cached is None:
             actions = orjson.loads(actions_json)
-            cached = ([a["id"] for a in actions], [action_line(a["id"], a.get("features")) for a in actions])
+            cached = (
+                [a["id"] for a in actions], [action_line(a["id"], a.get("features")) for a in actions],
+                [a.get("slot") for a in actions],
+            )
             if len(self.action_cache) >= ACTION_CACHE_SIZE:
                 self.action_cache.clear()
             self.action_cache[actions_json] = cached

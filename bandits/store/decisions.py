@@ -35,11 +35,16 @@ class DecisionRow:
     learning_mode: str
     seed: int
     deferred: bool
+    # ccb, slates: per slot its request (id, features, baseline, excluded) and what was chosen
+    # (chosen, probability, pmf over ``actions``); ``chosen``, ``probability`` and ``pmf`` above
+    # repeat the first slot's.
+    slots: list[dict[str, Any]] | None = None
 
 
 _COLUMNS = (
     "loop_id", "event_id", "ts", "context", "actions", "excluded", "baseline", "chosen",
     "probability", "pmf", "model_version", "config_version", "learning_mode", "seed", "deferred",
+    "slots",
 )
 # One statement for a whole batch: the rows travel as one JSON document (serialised in C by
 # orjson, parsed by Postgres), and come back only if they were inserted.

@@ -19,11 +19,11 @@ from bandits.store.models import Decision, LoopConfigVersion, Model, Outcome
 # handling would cost more than the query.
 _LEARN_DECISIONS = (
     "SELECT event_id, CAST(context AS TEXT), CAST(actions AS TEXT), CAST(excluded AS TEXT), "
-    "baseline, chosen, probability, learning_mode FROM decisions "
+    "baseline, chosen, probability, learning_mode, CAST(slots AS TEXT) FROM decisions "
     "WHERE loop_id = :loop_id AND event_id {ids}"
 )
 _LEARN_OUTCOMES = (
-    "SELECT event_id, objective, value FROM outcomes "
+    "SELECT event_id, slot, objective, value FROM outcomes "
     "WHERE loop_id = :loop_id AND NOT late AND event_id {ids} ORDER BY ts, id"
 )
 
@@ -42,10 +42,12 @@ class LearnRow(NamedTuple):
     chosen: str
     probability: float
     learning_mode: str
-    outcomes: list[tuple[str, float]]  # (objective, value) in arrival order
+    slots: str | None  # ccb, slates: the logged slots
+    # (objective, value) pairs in arrival order, by slot (None: the decision's, not a slot's)
+    outcomes: dict[str | None, list[tuple[str, float]]]
 
 
-def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: datetime):
+def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: datetime, per_slot: bool):
     """The condition for a decision being learnable now (see :func:`learnable_ids`)."""
     closed_before = now - timedelta(seconds=reward_wait)
     ready = or_(
@@ -56,8 +58,13 @@ def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: date
         # Correlated, so it runs once per unlearned decision through the outcomes index: the
         # work follows what waits to be learned, not the size of the log, whatever the planner's
         # statistics say (an uncorrelated GROUP BY over the loop's outcomes did not).
+        # ccb: every slot has its own outcomes, so count (slot, objective) pairs.
+        outcome_key = (
+            func.coalesce(Outcome.slot, "") + "\x1f" + Outcome.objective if per_slot else Outcome.objective
+        )
+        needed = n_objectives * func.json_array_length(Decision.slots) if per_slot else n_objectives
         objectives_in = (
-            select(func.count(func.distinct(Outcome.objective)))
+            select(func.count(func.distinct(outcome_key)))
             .where(
                 Outcome.loop_id == Decision.loop_id,
                 Outcome.event_id == Decision.event_id,
@@ -66,23 +73,24 @@ def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: date
             .scalar_subquery()
         )
         active = or_(Decision.deferred.is_(False), Decision.activated_at.is_not(None))
-        ready = or_(ready, and_(active, objectives_in >= n_objectives))
+        ready = or_(ready, and_(active, objectives_in >= needed))
     return and_(Decision.loop_id == loop_id, Decision.learned_at.is_(None), ready)
 
 
 def learnable_ids(
     connection: Connection, loop_id: int, reward_wait: float, n_objectives: int | None,
-    now: datetime, limit: int,
+    now: datetime, limit: int, per_slot: bool = False,
 ) -> list[str]:
     """Ids of the unlearned decisions whose reward window has closed, oldest first.
 
     The window starts at the decision, or at its activation for a deferred one (a deferred
     decision never activated is never learnable). With ``n_objectives`` (every objective uses
-    ``earliest``), a decision is also learnable as soon as each objective has an on-time outcome.
+    ``earliest``), a decision is also learnable as soon as each objective has an on-time outcome
+    (``per_slot``, for ccb: in each of its slots).
     """
     return list(connection.scalars(
         select(Decision.event_id)
-        .where(_ready(loop_id, reward_wait, n_objectives, now))
+        .where(_ready(loop_id, reward_wait, n_objectives, now, per_slot))
         .order_by(Decision.ts, Decision.event_id)
         .limit(limit)
     ))
@@ -100,7 +108,7 @@ def _by_ids(connection: Connection, sql: str):
 def learn_rows(connection: Connection, loop_id: int, event_ids: list[str]) -> list[LearnRow]:
     """The decisions ``event_ids``, in that order, each with its on-time outcomes."""
     rows: dict[str, Any] = {}
-    outcomes: dict[str, list[tuple[str, float]]] = {}
+    outcomes: dict[str, dict[str | None, list[tuple[str, float]]]] = {}
     decisions_sql = _by_ids(connection, _LEARN_DECISIONS)
     outcomes_sql = _by_ids(connection, _LEARN_OUTCOMES)
     step = len(event_ids) if connection.dialect.name == "postgresql" else SQLITE_CHUNK
@@ -108,9 +116,9 @@ def learn_rows(connection: Connection, loop_id: int, event_ids: list[str]) -> li
         parameters = {"loop_id": loop_id, "ids": event_ids[start:start + step]}
         for row in connection.execute(decisions_sql, parameters):
             rows[row[0]] = row
-        for event_id, objective, value in connection.execute(outcomes_sql, parameters):
-            outcomes.setdefault(event_id, []).append((objective, value))
-    return [LearnRow(*rows[event_id], outcomes.get(event_id, [])) for event_id in event_ids]
+        for event_id, slot, objective, value in connection.execute(outcomes_sql, parameters):
+            outcomes.setdefault(event_id, {}).setdefault(slot, []).append((objective, value))
+    return [LearnRow(*rows[event_id], outcomes.get(event_id, {})) for event_id in event_ids]
 
 
 def mark_learned(

@@ -146,7 +146,7 @@ INVALID_CONFIGS = [
     pytest.param({"reward_wait": "31d"}, "config.reward_wait", "30 days",
                  id="reward-wait-too-long"),
     pytest.param({"reward_wait": -5}, "config.reward_wait", "between", id="reward-wait-negative"),
-    pytest.param({"kind": "ccb"}, "config.kind", "'cb'", id="kind-not-built"),
+    pytest.param({"kind": "ranking"}, "config.kind", "'slates'", id="unknown-kind"),
     pytest.param({"learning_mode": "offline"}, "config.learning_mode", "'online'",
                  id="bad-learning-mode"),
     pytest.param({"exploration": {"algorithm": "greedy"}}, "config.exploration", "'greedy'",

@@ -112,7 +112,7 @@ def test_a_slot_on_a_cb_loop_is_refused(client, auth, db, event):
     reply = _reward(client, auth, event, {"rewards": {"click": 1}, "slot": "hero"})
     assert reply.status_code == 422
     assert reply.json["error"] == {
-        "code": "NoSlots", "message": "a `cb` loop has no slots; leave `slot` out", "target": "slot"
+        "code": "NoSlots", "message": "a cb loop has no slots; leave `slot` out", "target": "slot"
     }
     assert count_outcomes(db) == 0
 

@@ -1,0 +1,108 @@
+"""VW text for multi-slot decisions: ``ccb`` and ``slates`` examples, to predict and to learn.
+
+The pieces come from :mod:`bandits.learning.features` (already escaped): the context's namespaces,
+each action's line and each slot's line (its id in namespace ``_slot`` plus its own namespaces).
+
+``ccb`` (VW ``--ccb_explore_adf``): one shared pool; slots are filled in order, and VW leaves out
+of each slot the actions taken by the slots before it::
+
+    ccb shared |user ...
+    ccb action |_action id=a1 |offer ...          one line per action of the pool
+    ccb slot 0:-1:0.5 0,2,3 'seed=77.0 |_slot id=hero ...
+             label     the slot's allowed actions (its exclusions), left out when it may take any
+
+``slates`` (VW ``--slates``): each action belongs to one slot, one cost for the whole slate::
+
+    slates shared -1 |user ...
+    slates action 0 |_action id=a1 ...            the slot's index, then the action
+    slates slot 1:0.5 'seed=77.0 |_slot id=top ...
+
+Action indices in ``ccb`` labels and predictions are positions in the pool; in ``slates`` they
+are positions among the slot's own actions, in the order they appear. When predicting, the tag
+``seed=...`` makes VW's draw for the slot a function of the seed: same event id, same draws, in
+any process (each slot has its own seed, so the draws of a slate are independent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bandits.learning.features import identified_line
+from bandits.learning.sampling import normalise
+
+SLOT_NAMESPACE = "_slot"
+
+
+def slot_line(slot_id: str, features: dict | None) -> str:
+    """A slot's features: its id (namespace ``_slot``) plus its own namespaces."""
+    return identified_line(SLOT_NAMESPACE, slot_id, features)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotExample:
+    """One slot of an example.
+
+    ``allowed``: the pool positions the slot may take (``ccb``: ``None`` for all of them;
+    ``slates``: its own actions, which must be given). ``seed`` (predicting) seeds VW's draw.
+    ``chosen`` (a pool position), ``probability`` and, for ``ccb``, ``cost`` label it (learning).
+    """
+
+    line: str
+    allowed: tuple[int, ...] | None = None
+    seed: str | None = None
+    chosen: int | None = None
+    probability: float | None = None
+    cost: float | None = None
+
+
+def _tag(slot: SlotExample) -> str:
+    return f" 'seed={slot.seed}" if slot.seed is not None else ""
+
+
+def ccb_text(shared: str, actions: list[str], slots: list[SlotExample]) -> str:
+    """A ``ccb`` example: ``shared`` is the context's namespaces text (may be empty)."""
+    lines = [f"ccb shared {shared}" if shared else "ccb shared |"]
+    lines.extend(f"ccb action {line}" for line in actions)
+    for slot in slots:
+        label = ""
+        if slot.chosen is not None:
+            label = f" {slot.chosen}:{slot.cost!r}:{slot.probability!r}"
+        includes = f" {','.join(map(str, slot.allowed))}" if slot.allowed is not None else ""
+        lines.append(f"ccb slot{label}{includes}{_tag(slot)} {slot.line}")
+    return "\n".join(lines)
+
+
+def slates_text(
+    shared: str, actions: list[str], slots: list[SlotExample], cost: float | None = None
+) -> str:
+    """A ``slates`` example: each slot's ``allowed`` actions (pool positions) are written, in
+    that order, as that slot's actions; ``cost`` is the whole slate's (learning)."""
+    head = f"slates shared {cost!r}" if cost is not None else "slates shared"
+    lines = [f"{head} {shared or '|'}"]
+    for index, slot in enumerate(slots):
+        assert slot.allowed is not None, "a slates slot lists its actions"
+        lines.extend(f"slates action {index} {actions[position]}" for position in slot.allowed)
+    for slot in slots:
+        label = ""
+        if slot.chosen is not None:
+            assert slot.allowed is not None
+            label = f" {slot.allowed.index(slot.chosen)}:{slot.probability!r}"
+        lines.append(f"slates slot{label}{_tag(slot)} {slot.line}")
+    return "\n".join(lines)
+
+
+def slot_pmfs(
+    kind: str, slots: list[SlotExample], scores: list[list[tuple[int, float]]], pool: int
+) -> list[tuple[int, list[float]]]:
+    """From VW's decision scores: per slot, (the pool position VW drew, the PMF over the pool,
+    zero for every action the slot could not take)."""
+    result = []
+    for slot, slot_scores in zip(slots, scores):
+        if not slot_scores:
+            raise RuntimeError("VW left a slot without an action")
+        pmf = [0.0] * pool
+        positions = [slot.allowed[i] if kind == "slates" else i for i, _ in slot_scores]  # type: ignore[index]
+        for position, probability in zip(positions, normalise([p for _, p in slot_scores])):
+            pmf[position] = probability
+        result.append((positions[0], pmf))
+    return result
