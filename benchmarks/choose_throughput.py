@@ -3,10 +3,12 @@
 Starts gunicorn twice with the same settings (ours: `bandits serve` on a fresh Postgres database;
 baseline: benchmarks/bare_app.py), drives both with wrk (same body: 10 actions, 4 context
 namespaces; 16 connections; loopback) in alternating rounds, and prints requests/s, p50 and p99 of
-each (medians over rounds), their ratio, and the RSS of each of our workers. wrk, the service and
+each (medians over rounds), their ratio, and the RSS of each of our workers. A second case does
+the same for a 3-slot `ccb` loop over 20 actions (the bare endpoint parses the same body). wrk, the service and
 Postgres share the machine's cores: the ratio is the figure to judge.
 
     python benchmarks/choose_throughput.py [--rounds 3] [--seconds 10] [--workers 2] [--threads 8]
+        [--kinds cb,ccb]
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from bandits.services.loops import LoopService  # noqa: E402
 from bandits.store import migrate  # noqa: E402
 from bandits.store.db import Database  # noqa: E402
 from bandits.store.models import Decision  # noqa: E402
-from benchmarks.common import free_port, fresh_database, processes, request_body, wait_ready  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ccb_request_body, free_port, fresh_database, processes, request_body, wait_ready,
+)
 
 def workers(master_pid: int) -> list[str]:
     return subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
@@ -76,9 +80,9 @@ def worker_rss_mb(master_pid: int) -> list[float]:
     return rss
 
 
-def run_wrk(url: str, key: str | None, seconds: int, connections: int, script_dir: Path,
-            pids: list[str] | None = None) -> dict:
-    body = json.dumps(request_body())
+def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connections: int,
+            script_dir: Path, pids: list[str] | None = None) -> dict:
+    body = json.dumps(body_json)
     headers = 'wrk.headers["Content-Type"] = "application/json"\n'
     if key:
         headers += f'wrk.headers["Authorization"] = "Bearer {key}"\n'
@@ -116,7 +120,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--kinds", default="cb,ccb",
+                        help="cases to run: cb (10 actions), ccb (3 slots over 20 actions); default %(default)s")
     args = parser.parse_args()
+    kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    if not kinds or set(kinds) - {"cb", "ccb"}:
+        parser.error("--kinds takes cb, ccb or both, separated by a comma")
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
@@ -124,6 +133,9 @@ def main() -> None:
         database = Database(load_settings(database_url=url), pool_size=2)
         migrate.upgrade(database.engine)
         key = LoopService(database).create("bench", {"objectives": [{"name": "click"}]})["key"]
+        ccb_key = LoopService(database).create(
+            "bench-ccb", {"kind": "ccb", "objectives": [{"name": "click"}]}
+        )["key"]
 
         env = {**os.environ, "BANDITS_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
         ours_port, bare_port = free_port(), free_port()
@@ -140,19 +152,24 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{ours_port}/healthz")
         wait_ready(f"http://127.0.0.1:{bare_port}/healthz")
 
-        targets = {
-            "ours": (f"http://127.0.0.1:{ours_port}/v1/loops/bench/choose", key),
-            "bare": (f"http://127.0.0.1:{bare_port}/v1/loops/bench/choose", None),
+        cases = {  # name: (URL, key, body, gunicorn master)
+            "bare": (f"http://127.0.0.1:{bare_port}/v1/loops/bench/choose", None, request_body(), 1),
+            "ours": (f"http://127.0.0.1:{ours_port}/v1/loops/bench/choose", key, request_body(), 0),
+            "bare ccb": (f"http://127.0.0.1:{bare_port}/v1/loops/bench/choose", None, ccb_request_body(), 1),
+            "ours ccb": (f"http://127.0.0.1:{ours_port}/v1/loops/bench-ccb/choose", ccb_key,
+                         ccb_request_body(), 0),
         }
-        results: dict[str, list[dict]] = {"ours": [], "bare": []}
-        masters = {"ours": started[0].pid, "bare": started[1].pid}
+        targets = {name_: case for name_, case in cases.items()
+                   if (name_.split()[1] if " " in name_ else "cb") in kinds}
+        results: dict[str, list[dict]] = {name_: [] for name_ in targets}
         with tempfile.TemporaryDirectory() as scratch:
-            for name_ in targets:  # warm-up: VW model built, connections pooled
-                run_wrk(*targets[name_], seconds=2, connections=args.connections, script_dir=Path(scratch))
+            for name_, (target, token, body, _) in targets.items():  # warm-up: models, connections
+                run_wrk(target, token, body, seconds=2, connections=args.connections,
+                        script_dir=Path(scratch))
             for round_ in range(args.rounds):
-                for name_, (target, token) in targets.items():
-                    result = run_wrk(target, token, args.seconds, args.connections, Path(scratch),
-                                     pids=workers(masters[name_]))
+                for name_, (target, token, body, master) in targets.items():
+                    result = run_wrk(target, token, body, args.seconds, args.connections, Path(scratch),
+                                     pids=workers(started[master].pid))
                     results[name_].append(result)
                     print(f"round {round_ + 1} {name_}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
                           f"p99 {result['p99']:.2f} ms, CPU ms/request: workers {result['cpu_ms']:.3f}, "
@@ -170,14 +187,17 @@ def main() -> None:
         print()
         print(f"gunicorn: {args.workers} workers x {args.threads} threads, wrk -c {args.connections}, "
               f"{args.rounds} rounds of {args.seconds} s; wrk, gunicorn and Postgres share {os.cpu_count()} cores")
-        for name_ in ("bare", "ours"):
-            print(f"{name_:>5}: {median(name_, 'rps'):8.0f} req/s   p50 {median(name_, 'p50'):6.2f} ms   "
+        for name_ in targets:
+            print(f"{name_:>8}: {median(name_, 'rps'):8.0f} req/s   p50 {median(name_, 'p50'):6.2f} ms   "
                   f"p99 {median(name_, 'p99'):6.2f} ms   CPU ms/request: workers {median(name_, 'cpu_ms'):.3f}, "
                   f"Postgres {median(name_, 'postgres_cpu_ms'):.3f}"
                   f"   (median of {args.rounds})")
-        print(f"ratio ours/bare throughput: {median('ours', 'rps') / median('bare', 'rps'):.2f}")
+        for kind in kinds:
+            suffix = "" if kind == "cb" else f" {kind}"
+            print(f"ratio ours/bare throughput, {kind}: "
+                  f"{median('ours' + suffix, 'rps') / median('bare' + suffix, 'rps'):.2f}")
         print(f"RSS per worker (ours): {', '.join(f'{r:.0f} MB' for r in rss)}")
-        non2xx = sum(r["non2xx"] for r in results["ours"])
+        non2xx = sum(r["non2xx"] for name_ in targets if name_.startswith("ours") for r in results[name_])
         print(f"decisions in Postgres: {logged}; non-2xx replies: {non2xx}")
 
 

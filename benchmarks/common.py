@@ -88,6 +88,22 @@ def request_body() -> dict:
     }
 
 
+def ccb_request_body() -> dict:
+    """A 3-slot ccb choose body: 20 actions, 4 context namespaces, slots with a position feature."""
+    body = request_body()
+    body["actions"] = [
+        {"id": f"offer-{i}",
+         "features": {"offer": {"vertical": ["loans", "cards", "travel", "insurance"][i % 4],
+                                "payout": 2.5 * i, "brand": f"b{i % 5}"}}}
+        for i in range(20)
+    ]
+    body["slots"] = [
+        {"id": name, "features": {"slot": {"position": position}}, "baseline": f"offer-{position}"}
+        for position, name in enumerate(["hero", "middle", "bottom"])
+    ]
+    return body
+
+
 ADMIN_KEY = "benchmark-admin-key-0123456789"
 
 
