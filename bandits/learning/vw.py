@@ -118,8 +118,25 @@ def _learn_text(workspace: vowpalwabbit.Workspace, text: str) -> None:
 
 
 def check_model(config: LoopConfig, blob: bytes) -> None:
-    """Raise :class:`VwArgsError` when VW cannot load ``blob`` as this loop's model."""
-    _load(vw_arguments(config), blob).finish()
+    """Raise :class:`VwArgsError` when ``blob`` is not a model for this loop: VW cannot load it
+    with the loop's arguments, or it brings reductions of its own (a model of another kind, or
+    with another exploration), which VW would otherwise add silently."""
+    arguments = vw_arguments(config)
+    loaded = _load(arguments, blob)
+    try:
+        fresh = _workspace(arguments)
+        try:
+            theirs, ours = loaded.get_enabled_learners(), fresh.get_enabled_learners()
+        finally:
+            fresh.finish()
+    finally:
+        loaded.finish()
+    if theirs != ours:
+        raise VwArgsError(
+            f"the file is a model for other VW reductions ({', '.join(theirs)}) than this "
+            f"{config.kind} loop's ({', '.join(ours)}); import a model made with the loop's "
+            f"kind and exploration ({arguments})"
+        )
 
 
 class Policy:

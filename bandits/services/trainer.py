@@ -77,13 +77,13 @@ class LoopTrainer:
         assert self.config is not None and self.learner is not None
         if self.config.learning_mode == "logging_only":
             return 0
-        n_objectives = len(self.config.objectives) if complete_early(self.config) else None
+        early = [o.name for o in self.config.objectives] if complete_early(self.config) else None
         version = self.version + 1
         with ExitStack() as stack:
             reader = stack.enter_context(self.db.engine.connect())
             writer = stack.enter_context(self.db.engine.connect())
             event_ids = training.learnable_ids(
-                reader, self.loop_id, self.config.reward_wait, n_objectives, now, limit,
+                reader, self.loop_id, self.config.reward_wait, early, now, limit,
                 per_slot=self.config.kind == "ccb",
             )
             reader.rollback()  # reads see what is committed when they run, in no one snapshot

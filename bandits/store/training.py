@@ -47,14 +47,14 @@ class LearnRow(NamedTuple):
     outcomes: dict[str | None, list[tuple[str, float]]]
 
 
-def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: datetime, per_slot: bool):
+def _ready(loop_id: int, reward_wait: float, objectives: list[str] | None, now: datetime, per_slot: bool):
     """The condition for a decision being learnable now (see :func:`learnable_ids`)."""
     closed_before = now - timedelta(seconds=reward_wait)
     ready = or_(
         and_(Decision.deferred.is_(False), Decision.ts <= closed_before),
         and_(Decision.deferred.is_(True), Decision.activated_at <= closed_before),
     )
-    if n_objectives is not None:
+    if objectives is not None:
         # Correlated, so it runs once per unlearned decision through the outcomes index: the
         # work follows what waits to be learned, not the size of the log, whatever the planner's
         # statistics say (an uncorrelated GROUP BY over the loop's outcomes did not).
@@ -62,13 +62,14 @@ def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: date
         outcome_key = (
             func.coalesce(Outcome.slot, "") + "\x1f" + Outcome.objective if per_slot else Outcome.objective
         )
-        needed = n_objectives * func.json_array_length(Decision.slots) if per_slot else n_objectives
+        needed = len(objectives) * func.json_array_length(Decision.slots) if per_slot else len(objectives)
         objectives_in = (
             select(func.count(func.distinct(outcome_key)))
             .where(
                 Outcome.loop_id == Decision.loop_id,
                 Outcome.event_id == Decision.event_id,
                 Outcome.late.is_(False),
+                Outcome.objective.in_(objectives),  # objectives the loop no longer has do not count
             )
             .scalar_subquery()
         )
@@ -78,19 +79,19 @@ def _ready(loop_id: int, reward_wait: float, n_objectives: int | None, now: date
 
 
 def learnable_ids(
-    connection: Connection, loop_id: int, reward_wait: float, n_objectives: int | None,
+    connection: Connection, loop_id: int, reward_wait: float, objectives: list[str] | None,
     now: datetime, limit: int, per_slot: bool = False,
 ) -> list[str]:
     """Ids of the unlearned decisions whose reward window has closed, oldest first.
 
     The window starts at the decision, or at its activation for a deferred one (a deferred
-    decision never activated is never learnable). With ``n_objectives`` (every objective uses
-    ``earliest``), a decision is also learnable as soon as each objective has an on-time outcome
+    decision never activated is never learnable). With ``objectives`` (the loop's, when every one
+    uses ``earliest``), a decision is also learnable as soon as each has an on-time outcome
     (``per_slot``, for ccb: in each of its slots).
     """
     return list(connection.scalars(
         select(Decision.event_id)
-        .where(_ready(loop_id, reward_wait, n_objectives, now, per_slot))
+        .where(_ready(loop_id, reward_wait, objectives, now, per_slot))
         .order_by(Decision.ts, Decision.event_id)
         .limit(limit)
     ))

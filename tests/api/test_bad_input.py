@@ -245,6 +245,13 @@ def test_bad_input_is_refused_plainly_and_writes_nothing(client, auth, db, known
 
     reply = _send(client, case, auth)
 
+    assert_refused(reply, case)
+    assert (count_rows(db), count_outcomes(db)) == (decisions, outcomes)
+
+
+def assert_refused(reply, case: Case) -> None:
+    """The reply is the case's plain JSON error: status, code, the words that name the problem,
+    the target; never a 500 or a stack trace."""
     text = reply.get_data(as_text=True)
     assert reply.status_code != 500, text
     assert "Traceback" not in text
@@ -256,7 +263,6 @@ def test_bad_input_is_refused_plainly_and_writes_nothing(client, auth, db, known
         assert words in error["message"], error
     if case.target is not None:
         assert error["target"] == case.target
-    assert (count_rows(db), count_outcomes(db)) == (decisions, outcomes)
 
 
 def test_the_same_event_id_twice_keeps_the_first_decision(client, auth, db):
