@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,100 @@ def train(loop_names: tuple[str, ...], once: bool, verbose: bool) -> None:
         signal.signal(signum, lambda *_: runner.stopping.set())
     click.echo("bandits trainer running" + (f" for {', '.join(loop_names)}" if loop_names else ""))
     runner.run(once=once)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run the jobs waiting now, then exit.")
+@click.option("--stale-after", default=120.0, show_default=True, type=click.FloatRange(1.0),
+              help="Seconds without a heartbeat after which a running job is claimed again.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every job.")
+def worker(once: bool, stale_after: float, verbose: bool) -> None:
+    """Run queued jobs (evaluations). Safe to run several: each job is claimed by one worker."""
+    import logging
+
+    from bandits.jobs.worker import Worker
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    runner = Worker(_migrated_database(), stale_after=stale_after)
+    click.echo(f"bandits worker {runner.name} running")
+    try:
+        runner.run(once=once)
+    except KeyboardInterrupt:  # a job cut short is claimed again once its heartbeat is stale
+        pass
+    finally:
+        runner.db.dispose()
+
+
+def _candidate(text: str) -> dict[str, Any]:
+    """``logging``, ``uniform``, ``baseline``, ``constant:ID``, ``model:N``, ``vw:ARGS`` or JSON."""
+    if text.startswith("{"):
+        return _json_or_string(text)
+    kind, _, value = text.partition(":")
+    if kind == "constant":
+        return {"kind": kind, "action": value}
+    if kind == "model":
+        return {"kind": kind, "version": int(value) if value.isdigit() else value}
+    if kind == "vw":
+        return {"kind": kind, "vw_args": value}
+    return {"kind": kind}
+
+
+@main.command()
+@click.argument("loop")
+@click.option("--since", required=True, help="Window start, ISO 8601 (UTC if no zone).")
+@click.option("--until", required=True, help="Window end (exclusive), ISO 8601.")
+@click.option("--candidate", "candidates", multiple=True, required=True,
+              help="logging | uniform | baseline | constant:ID | model:N | vw:ARGS | JSON (repeatable).")
+@click.option("--objective", "objectives", multiple=True, help="Default: every objective and reward.")
+@click.option("--estimator", "estimators", multiple=True, help="Default: ips, snips, dr.")
+@click.option("--confidence", default=0.95, show_default=True, type=float)
+@click.option("--bootstrap", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def evaluate(loop: str, since: str, until: str, candidates: tuple[str, ...],
+             objectives: tuple[str, ...], estimators: tuple[str, ...], confidence: float,
+             bootstrap: int, seed: int, as_json: bool) -> None:
+    """Run an evaluation job now, in this process, and print its table (the job is recorded)."""
+    from bandits.jobs.table import result_table
+    from bandits.jobs.worker import EvaluationService, run_job, worker_name
+    from bandits.schemas import EvaluationRequest, parse
+
+    def zoned(moment: str) -> str:
+        try:
+            parsed = datetime.fromisoformat(moment)
+        except ValueError:
+            raise click.BadParameter(f"{moment!r} is not an ISO 8601 date or time") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()
+
+    body: dict[str, Any] = {
+        "window": {"since": zoned(since), "until": zoned(until)},
+        "candidates": [_candidate(text) for text in candidates],
+        "confidence": confidence, "bootstrap": bootstrap, "seed": seed,
+    }
+    if objectives:
+        body["objectives"] = list(objectives)
+    if estimators:
+        body["estimators"] = [_json_or_string(text) for text in estimators]
+    database = _migrated_database()
+    try:
+        name = worker_name() + ":evaluate"
+        job = _run(lambda: EvaluationService(database).submit(
+            loop, parse(EvaluationRequest, body, "InvalidEvaluation", 422), claimed_by=name))
+        with click.progressbar(length=1000, label=f"evaluation {job['id']}", file=sys.stderr) as bar:
+            def progress(fraction: float) -> None:
+                bar.update(int(fraction * 1000) - bar.pos)
+
+            run_job(database, job["id"], name, progress)
+        done = _run(lambda: EvaluationService(database).get(loop, job["id"]))
+    finally:
+        database.dispose()
+    if done["status"] != "succeeded":
+        raise click.ClickException(f"evaluation {job['id']} failed: {done['error']}")
+    if as_json:
+        _print_json(done)
+    else:
+        click.echo(result_table(done["result"]))
 
 
 @main.group()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, ValidationError
 
 from bandits.errors import ApiError
 from bandits.loop_config import LOOP_NAME, LoopConfig
@@ -214,6 +214,104 @@ class ModelReset(BaseModel):
     current: Literal[0] = Field(
         description="The api serves the empty model until the trainer publishes."
     )
+
+
+class _CandidateBase(_Body):
+    name: str | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="The name results use (default: made from the kind, e.g. `constant:a1`).",
+    )
+
+
+class LoggingCandidate(_CandidateBase):
+    kind: Literal["logging"]
+
+
+class UniformCandidate(_CandidateBase):
+    kind: Literal["uniform"]
+
+
+class BaselineCandidate(_CandidateBase):
+    kind: Literal["baseline"]
+
+
+class ConstantCandidate(_CandidateBase):
+    kind: Literal["constant"]
+    action: str = Field(
+        min_length=1, max_length=256,
+        description="The action to take; where it was not offered or was excluded, the baseline.",
+    )
+
+
+class ModelCandidate(_CandidateBase):
+    kind: Literal["model"]
+    version: int = Field(ge=0, le=2**31 - 1, description="A model snapshot (0: the empty model).")
+
+
+class VwCandidate(_CandidateBase):
+    kind: Literal["vw"]
+    vw_args: str = Field(
+        max_length=2000,
+        description="Extra VW flags replacing the loop's `vw_args`; the model is learned from "
+        "scratch over the window in time order (predict, then learn each event).",
+    )
+    exploration: dict[str, Any] | None = Field(
+        default=None, description="An exploration replacing the loop's (see LoopConfig)."
+    )
+
+
+CandidateIn = Annotated[
+    LoggingCandidate | UniformCandidate | BaselineCandidate | ConstantCandidate | ModelCandidate
+    | VwCandidate,
+    Field(discriminator="kind"),
+]
+
+
+class Window(_Body):
+    since: AwareDatetime = Field(description="First moment (inclusive), ISO 8601 with a zone.")
+    until: AwareDatetime = Field(description="Last moment (exclusive), ISO 8601 with a zone.")
+
+
+class EvaluationRequest(_Body):
+    window: Window
+    candidates: list[CandidateIn] = Field(
+        min_length=1, max_length=32,
+        description="Target policies; the logging policy is always added (lifts are against it).",
+    )
+    objectives: list[str] | None = Field(
+        default=None, min_length=1, max_length=33,
+        description="Objectives to evaluate, and/or `reward` (the scalarised reward with the "
+        "loop's current weights); default: every objective and `reward`.",
+    )
+    estimators: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: ["ips", "snips", "dr"], min_length=1, max_length=16,
+        description="Single-slot estimators by name or `{\"name\": ..., params}` (docs/ope.md).",
+    )
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0, description="Interval level.")
+    bootstrap: int = Field(default=0, ge=0, le=10_000, description="Bootstrap resamples (0: none).")
+    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Seed of the bootstrap.")
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: float
+    spec: dict[str, Any]
+    result: dict[str, Any] | None = Field(description="When succeeded (see docs/ope.md).")
+    error: str | None
+    attempts: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class JobListQuery(_Body):
+    limit: int = Field(default=100, ge=1, le=1000, description="At most this many, newest first.")
 
 
 class ErrorDetail(BaseModel):

@@ -67,6 +67,18 @@ ROUTES: list[tuple[str, str, str, str, Body, dict[int, tuple[str, Any]]]] = [
                     "kind or exploration", s.ErrorReply)}),
     ("post", "/v1/loops/{loop}/models/reset", "Start a new model lineage from an empty model",
      ADMIN, None, {200: ("The new lineage (a new config version, same config)", s.ModelReset)}),
+    ("post", "/v1/loops/{loop}/evaluations", "Queue an off-policy evaluation job (cb loops)",
+     ADMIN, s.EvaluationRequest,
+     {202: ("Queued; a worker (`bandits worker`) runs it", s.JobOut),
+      422: ("Invalid request: unknown candidate kind or estimator (UnknownEstimator), empty or "
+            "inverted window (InvalidWindow), bad estimator parameters (InvalidEstimator), bad confidence, unknown objective "
+            "(UnknownObjective), no such model (ModelNotFound), VW refused vw_args "
+            "(InvalidVwArgs), a ccb or slates loop (NotYet)", s.ErrorReply)}),
+    ("get", "/v1/loops/{loop}/evaluations", "A loop's evaluation jobs, newest first", ADMIN, None,
+     {200: ("The jobs", s.JobList)}),
+    ("get", "/v1/loops/{loop}/evaluations/{job_id}", "An evaluation job: status, progress, result",
+     ADMIN, None, {200: ("The job", s.JobOut),
+                   404: ("Unknown loop or evaluation (EvaluationNotFound)", s.ErrorReply)}),
     ("get", "/healthz", "Liveness", NONE, None, {200: ("Alive", s.Health)}),
     ("get", "/readyz", "Readiness (the database answers)", NONE, None,
      {200: ("Ready", s.Health), 503: ("Not ready", s.Health)}),
@@ -76,10 +88,11 @@ ROUTES: list[tuple[str, str, str, str, Body, dict[int, tuple[str, Any]]]] = [
 # Path parameters by name; query parameters (a model's fields) by route.
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "loop": {"type": "string"}, "event_id": {"type": "string"},
-    "version": {"type": "integer", "minimum": 0},
+    "version": {"type": "integer", "minimum": 0}, "job_id": {"type": "integer", "minimum": 1},
 }
 _QUERIES: dict[tuple[str, str], type[BaseModel]] = {
     ("get", "/v1/loops/{loop}/models"): s.ModelListQuery,
+    ("get", "/v1/loops/{loop}/evaluations"): s.JobListQuery,
 }
 
 _COMMON_ERRORS = {

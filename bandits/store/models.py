@@ -166,3 +166,35 @@ class Model(Base):
     # In apprentice mode: how often the model's own pick matched the baseline over the last
     # `apprentice_events` events it learned.
     apprentice_agreement: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Job(Base):
+    """Work for ``bandits worker`` (evaluations first): queued → running → succeeded | failed.
+
+    A worker claims a job by setting ``claimed_by`` and ``heartbeat_at`` and renews the heartbeat
+    while it works; a running job whose heartbeat is older than the workers' ``stale_after`` is
+    claimed again (``attempts`` counts the claims), so a job whose worker died is not stuck.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    loop_id: Mapped[int] = mapped_column(ForeignKey("loops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[dict[str, Any]] = mapped_column(Json)
+    status: Mapped[str] = mapped_column(String(16))  # queued | running | succeeded | failed
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(LogJson, nullable=True)
+    error: Mapped[str | None] = mapped_column(String, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    __table_args__ = (
+        Index("ix_jobs_loop_created", "loop_id", "id"),
+        # What a worker looks for: queued jobs, and running ones whose heartbeat went stale.
+        Index("ix_jobs_status", "status", "id"),
+    )

@@ -50,7 +50,7 @@ def test_every_route_but_health_and_the_document_needs_a_key(client, app, loop_k
         if rule.endpoint == "static" or rule.rule in open_routes:
             continue
         path = rule.rule.replace("<loop>", "shop").replace("<path:event_id>", "e1")
-        path = path.replace("<int:version>", "1")
+        path = path.replace("<int:version>", "1").replace("<int:job_id>", "1")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             reply = client.open(path, method=method, json={})
             assert reply.status_code == 401, (method, path, reply.json)

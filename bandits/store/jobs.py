@@ -1,0 +1,155 @@
+"""The jobs table and the decision log as evaluation jobs read it (keyset pages, no HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from bandits.store.db import Database, utcnow
+from bandits.store.models import Decision, Job, Outcome
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+
+
+def add_job(loop_id: int, kind: str, spec: dict[str, Any], *, session: Session,
+            claimed_by: str | None = None) -> Job:
+    """A new job, queued (or already running for ``claimed_by``, e.g. ``bandits evaluate``)."""
+    now = utcnow()
+    job = Job(loop_id=loop_id, kind=kind, spec=spec, status=QUEUED, progress=0.0, attempts=0,
+              created_at=now)
+    if claimed_by is not None:
+        job.status, job.claimed_by, job.heartbeat_at, job.started_at, job.attempts = (
+            RUNNING, claimed_by, now, now, 1)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def claim(worker: str, stale_after: float, max_attempts: int, *, session: Session) -> Job | None:
+    """Take the oldest queued job, or a running one whose heartbeat is older than
+    ``stale_after`` seconds (its worker died). A stale job already claimed ``max_attempts``
+    times is failed instead. Postgres: ``FOR UPDATE SKIP LOCKED``, so workers never wait for each
+    other; SQLite has one writer, and the conditional update below settles any race."""
+    now = utcnow()
+    stale = now - timedelta(seconds=stale_after)
+    query = (
+        select(Job)
+        .where(or_(Job.status == QUEUED, and_(Job.status == RUNNING, Job.heartbeat_at < stale)))
+        .order_by(Job.id)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    job = session.scalars(query).first()
+    if job is None:
+        return None
+    seen = and_(Job.id == job.id, Job.status == job.status, Job.attempts == job.attempts)
+    if job.status == RUNNING and job.attempts >= max_attempts:
+        session.execute(update(Job).where(seen).values(
+            status=FAILED, finished_at=now,
+            error=f"its worker stopped sending heartbeats {job.attempts} times; not retried"))
+        return None
+    claimed = session.execute(update(Job).where(seen).values(
+        status=RUNNING, claimed_by=worker, heartbeat_at=now, attempts=job.attempts + 1,
+        started_at=now, progress=0.0))
+    if claimed.rowcount != 1:
+        return None
+    session.refresh(job)
+    return job
+
+
+def heartbeat(job_id: int, worker: str, progress: float, *, session: Session) -> bool:
+    """Renew the claim and note progress; False when the job is no longer this worker's."""
+    renewed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.claimed_by == worker, Job.status == RUNNING)
+        .values(heartbeat_at=utcnow(), progress=progress)
+    )
+    return renewed.rowcount == 1
+
+
+def finish(job_id: int, worker: str, *, session: Session, result: dict[str, Any] | None = None,
+           error: str | None = None) -> bool:
+    """Record the result (or the error) if the job is still this worker's."""
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.claimed_by == worker, Job.status == RUNNING)
+        .values(status=FAILED if error is not None else SUCCEEDED, result=result, error=error,
+                progress=1.0 if error is None else Job.progress, finished_at=utcnow(),
+                heartbeat_at=utcnow())
+    )
+    return done.rowcount == 1
+
+
+def get_job(loop_id: int, job_id: int, *, session: Session) -> Job | None:
+    return session.scalars(select(Job).where(Job.loop_id == loop_id, Job.id == job_id)).first()
+
+
+def list_jobs(loop_id: int, kind: str, limit: int, *, session: Session) -> list[Job]:
+    return list(session.scalars(
+        select(Job).where(Job.loop_id == loop_id, Job.kind == kind).order_by(Job.id.desc()).limit(limit)
+    ))
+
+
+# -- the decision log, as evaluations read it -------------------------------------------------
+
+class LoggedEvent(NamedTuple):
+    """A single-slot decision and its outcomes ((objective, value) pairs in arrival order)."""
+
+    event_id: str
+    ts: datetime
+    context: dict[str, Any]
+    actions: list[dict[str, Any]]
+    excluded: list[str]
+    baseline: str | None
+    chosen: str
+    probability: float
+    pmf: list[float]
+    outcomes: list[tuple[str, float]]
+
+
+def _window(loop_id: int, since: datetime, until: datetime):
+    # A deferred decision that was never activated was never shown: nothing to evaluate.
+    return and_(
+        Decision.loop_id == loop_id, Decision.ts >= since, Decision.ts < until,
+        or_(Decision.deferred.is_(False), Decision.activated_at.is_not(None)),
+    )
+
+
+def count_window(loop_id: int, since: datetime, until: datetime, *, session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Decision).where(_window(loop_id, since, until))) or 0
+
+
+def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
+                 page_size: int = 1000) -> Iterator[list[LoggedEvent]]:
+    """The window's decisions in time order (ts, then event_id), ``page_size`` at a time, with
+    their outcomes (late ones too: they happened). Keyset pages, each read in its own short
+    transaction, so memory and locks do not grow with the window."""
+    after: tuple[datetime, str] | None = None
+    while True:
+        condition = _window(loop_id, since, until)
+        if after is not None:
+            condition = and_(condition, or_(Decision.ts > after[0],
+                                            and_(Decision.ts == after[0], Decision.event_id > after[1])))
+        with db.session() as session:
+            rows = session.execute(
+                select(Decision.event_id, Decision.ts, Decision.context, Decision.actions,
+                       Decision.excluded, Decision.baseline, Decision.chosen, Decision.probability,
+                       Decision.pmf)
+                .where(condition).order_by(Decision.ts, Decision.event_id).limit(page_size)
+            ).all()
+            if not rows:
+                return
+            outcomes: dict[str, list[tuple[str, float]]] = {}
+            for event_id, objective, value in session.execute(
+                select(Outcome.event_id, Outcome.objective, Outcome.value)
+                .where(Outcome.loop_id == loop_id, Outcome.event_id.in_([row[0] for row in rows]))
+                .order_by(Outcome.ts, Outcome.id)
+            ):
+                outcomes.setdefault(event_id, []).append((objective, value))
+        yield [LoggedEvent(*row, outcomes.get(row[0], [])) for row in rows]
+        after = (rows[-1][1], rows[-1][0])
