@@ -285,7 +285,14 @@ class EvaluationRequest(_Body):
     )
     estimators: list[str | dict[str, Any]] = Field(
         default_factory=lambda: ["ips", "snips", "dr"], min_length=1, max_length=16,
-        description="Single-slot estimators by name or `{\"name\": ..., params}` (docs/ope.md).",
+        description="Estimators by name or `{\"name\": ..., params}` (docs/ope.md). cb: single-slot "
+        "ones (default ips, snips, dr); ccb: ips, ips-clipped, snips per slot and rips for the "
+        "total (default ips, snips, rips); slates: pi, snpi (default both).",
+    )
+    reward_model: Literal["ridge", "action-mean"] = Field(
+        default="ridge",
+        description="The DM/DR reward model of cb jobs: a cross-fitted ridge regression on hashed "
+        "context x action features, or each action's mean outcome (no context).",
     )
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0, description="Interval level.")
     bootstrap: int = Field(default=0, ge=0, le=10_000, description="Bootstrap resamples (0: none).")

@@ -67,13 +67,14 @@ ROUTES: list[tuple[str, str, str, str, Body, dict[int, tuple[str, Any]]]] = [
                     "kind or exploration", s.ErrorReply)}),
     ("post", "/v1/loops/{loop}/models/reset", "Start a new model lineage from an empty model",
      ADMIN, None, {200: ("The new lineage (a new config version, same config)", s.ModelReset)}),
-    ("post", "/v1/loops/{loop}/evaluations", "Queue an off-policy evaluation job (cb loops)",
+    ("post", "/v1/loops/{loop}/evaluations", "Queue an off-policy evaluation job",
      ADMIN, s.EvaluationRequest,
      {202: ("Queued; a worker (`bandits worker`) runs it", s.JobOut),
       422: ("Invalid request: unknown candidate kind or estimator (UnknownEstimator), empty or "
             "inverted window (InvalidWindow), bad estimator parameters (InvalidEstimator), bad confidence, unknown objective "
             "(UnknownObjective), no such model (ModelNotFound), VW refused vw_args "
-            "(InvalidVwArgs), a ccb or slates loop (NotYet)", s.ErrorReply)}),
+            "(InvalidVwArgs), an estimator the loop's kind cannot use (UnsupportedEstimator), a vw "
+            "candidate on a ccb or slates loop (NotYet)", s.ErrorReply)}),
     ("get", "/v1/loops/{loop}/evaluations", "A loop's evaluation jobs, newest first", ADMIN, None,
      {200: ("The jobs", s.JobList)}),
     ("get", "/v1/loops/{loop}/evaluations/{job_id}", "An evaluation job: status, progress, result",

@@ -2,9 +2,11 @@
 
 Two passes over the window, in keyset pages (memory does not grow with the window):
 
-1. a reward model for DM/DR: per objective, the mean outcome of each action id, kept per fold
-   (a hash of the event id), so each event's prediction comes from the other fold's events
-   (cross-fitting: no event is corrected by a model that saw it);
+1. a reward model for DM/DR, per objective, cross-fitted over two folds (a hash of the event
+   id), so each event's prediction comes from the other fold's events (no event is corrected by
+   a model that saw it): by default a ridge regression on hashed context × action features
+   (:mod:`bandits.jobs.reward_model`), or (``reward_model: "action-mean"``) the mean outcome of
+   each action id, without context;
 2. per page, each candidate's PMF at every event (VW predicts where a candidate is a model),
    the logged propensity and outcomes, fed to one :class:`bandits.ope.Evaluation` per objective.
 """
@@ -19,6 +21,8 @@ import numpy as np
 
 from bandits.errors import unprocessable
 from bandits.jobs import candidates as c
+from bandits.jobs import slots
+from bandits.jobs.reward_model import HashedRidge
 from bandits.learning.rewards import objective_values, scalar_reward
 from bandits.learning.sampling import seed_for
 from bandits.learning.vw import VwArgsError, check_config
@@ -42,14 +46,12 @@ Progress = Callable[[float], None]
 def checked_spec(request: EvaluationRequest, loop_kind: str, config: LoopConfig,
                  model_exists: Callable[[int], bool]) -> dict[str, Any]:
     """The job's spec as stored (JSON), or a 422 naming what is wrong; nothing is written."""
-    if loop_kind != "cb":
-        raise unprocessable("NotYet", f"evaluations of {loop_kind} loops are not yet supported; "
-                                      "only cb loops for now", "loop")
     window = request.window
     if window.until <= window.since:
         raise unprocessable("InvalidWindow", "window.until must be after window.since", "window.until")
     names = [o.name for o in config.objectives]
-    objectives = request.objectives or [*names, SCALAR]
+    # A loop may name an objective `reward` (the default config does): that objective, then.
+    objectives = request.objectives or (names if SCALAR in names else [*names, SCALAR])
     for index, objective in enumerate(objectives):
         if objective not in names and objective != SCALAR:
             raise unprocessable("UnknownObjective", f"objectives[{index}] {objective!r} is not an "
@@ -57,14 +59,22 @@ def checked_spec(request: EvaluationRequest, loop_kind: str, config: LoopConfig,
                                 f"objectives[{index}]")
     if len(set(objectives)) != len(objectives):
         raise unprocessable("InvalidEvaluation", "objectives repeat", "objectives")
+    estimators = request.estimators
+    if loop_kind != "cb" and "estimators" not in request.model_fields_set:
+        estimators = slots.DEFAULT_ESTIMATORS[loop_kind]
     labels = []
-    for index, spec in enumerate(request.estimators):
+    for index, spec in enumerate(estimators):
         try:
             estimator = make_estimator(spec)
         except OPEInputError as exc:
             code = "UnknownEstimator" if isinstance(exc, UnknownEstimatorError) else "InvalidEstimator"
             raise unprocessable(code, f"estimators[{index}]: {exc}", f"estimators[{index}]") from None
-        if estimator.kind != "bandit":
+        if loop_kind != "cb":
+            problem = slots.check_estimator(loop_kind, estimator)
+            if problem is not None:
+                raise unprocessable("UnsupportedEstimator", f"estimators[{index}]: {problem}",
+                                    f"estimators[{index}]")
+        elif estimator.kind != "bandit":
             raise unprocessable("UnknownEstimator", f"estimators[{index}]: {estimator.label} is a "
                                 "slate estimator; a cb loop needs single-slot ones", f"estimators[{index}]")
         labels.append(estimator.label)
@@ -75,13 +85,18 @@ def checked_spec(request: EvaluationRequest, loop_kind: str, config: LoopConfig,
         candidates.insert(0, {"kind": "logging"})
     for index, spec in enumerate(candidates):
         _check_candidate(spec, config, model_exists, f"candidates[{index}]")
+        if loop_kind != "cb" and spec["kind"] == "vw":
+            raise unprocessable("NotYet", f"candidates[{index}]: `vw` replay is not yet supported "
+                                f"for {loop_kind} loops (use `model` for a frozen snapshot)",
+                                f"candidates[{index}]")
     named = [c.candidate_name(spec) for spec in candidates]
     if len(set(named)) != len(named):
         raise unprocessable("InvalidEvaluation", f"candidate names repeat: {named}; give them "
                             "distinct `name`s", "candidates")
     return {
         "window": {"since": _utc(window.since).isoformat(), "until": _utc(window.until).isoformat()},
-        "candidates": candidates, "objectives": objectives, "estimators": request.estimators,
+        "kind": loop_kind, "reward_model": request.reward_model,
+        "candidates": candidates, "objectives": objectives, "estimators": estimators,
         "confidence": request.confidence, "bootstrap": request.bootstrap, "seed": request.seed,
     }
 
@@ -148,7 +163,7 @@ class FoldMeans:
 
 def _rewards(config: LoopConfig, event: LoggedEvent) -> dict[str, float]:
     values = objective_values(config, event.outcomes)
-    values[SCALAR] = scalar_reward(config, event.outcomes)
+    values.setdefault(SCALAR, scalar_reward(config, event.outcomes))
     return values
 
 
@@ -165,22 +180,29 @@ def _open_candidate(spec: dict[str, Any], config: LoopConfig, db: Database, loop
     if kind == "vw":
         return c.Replay(c.replay_config(config, spec))
     assert kind == "model"
+    return c.Snapshot(*_snapshot(spec, config, db, loop_id))
+
+
+def _snapshot(spec: dict[str, Any], config: LoopConfig, db: Database,
+              loop_id: int) -> tuple[LoopConfig, int, bytes | None]:
+    """A model version's (config of its lineage, version, blob)."""
     if spec["version"] == 0:
-        return c.Snapshot(config, 0, None)
+        return config, 0, None
     with db.session() as session:
         blob = training.model_blob(loop_id, spec["version"], session=session)
         model = session.get(Model, (loop_id, spec["version"]))
         lineage = session.get(LoopConfigVersion, (loop_id, model.lineage)) if model else None
     if blob is None or model is None:
         raise ValueError(f"model version {spec['version']} no longer exists")
-    return c.Snapshot(LoopConfig.model_validate(lineage.config) if lineage else config,
-                      spec["version"], blob)
+    return (LoopConfig.model_validate(lineage.config) if lineage else config, spec["version"], blob)
 
 
 def run_evaluation(db: Database, loop_id: int, config: LoopConfig, spec: dict[str, Any],
                    progress: Progress = lambda fraction: None, page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """Evaluate the spec's candidates on the window, reading ``page_size`` decisions at a time;
     the job's result (JSON-ready). The result does not depend on ``page_size``."""
+    if spec.get("kind", "cb") != "cb":
+        return _run_slots(db, loop_id, config, spec, progress, page_size)
     since = datetime.fromisoformat(spec["window"]["since"])
     until = datetime.fromisoformat(spec["window"]["until"])
     objectives: list[str] = spec["objectives"]
@@ -190,10 +212,15 @@ def run_evaluation(db: Database, loop_id: int, config: LoopConfig, spec: dict[st
         raise ValueError(f"no decisions between {since.isoformat()} and {until.isoformat()}")
     done, steps = 0, 2 * total
 
-    model = FoldMeans(objectives, loop_id)
+    ridge = spec.get("reward_model", "ridge") == "ridge"
+    model: FoldMeans | HashedRidge = (HashedRidge(objectives, loop_id) if ridge
+                                      else FoldMeans(objectives, loop_id))
     for page in window_pages(db, loop_id, since, until, page_size):
-        for event in page:
-            model.fit(event, _rewards(config, event))
+        if isinstance(model, HashedRidge):
+            model.fit(page, [_rewards(config, event) for event in page])
+        else:
+            for event in page:
+                model.fit(event, _rewards(config, event))
         done += len(page)
         progress(done / steps)
 
@@ -219,7 +246,7 @@ def run_evaluation(db: Database, loop_id: int, config: LoopConfig, spec: dict[st
     return _result(spec, evaluations, total)
 
 
-def _feed(page: list[LoggedEvent], start: int, config: LoopConfig, model: FoldMeans,
+def _feed(page: list[LoggedEvent], start: int, config: LoopConfig, model: FoldMeans | HashedRidge,
           policies: dict[str, c.Candidate], evaluations: dict[str, Evaluation]) -> None:
     n = len(page)
     propensity = np.array([event.probability for event in page])
@@ -227,13 +254,15 @@ def _feed(page: list[LoggedEvent], start: int, config: LoopConfig, model: FoldMe
     q_logged = {o: np.empty(n) for o in evaluations}
     arrays = {name: {"target_probability": np.empty(n), "unsupported_mass": np.empty(n),
                      **{f"q_target:{o}": np.empty(n) for o in evaluations}} for name in policies}
+    ridge = model.predict_page(page) if isinstance(model, HashedRidge) else None
     for row, event in enumerate(page):
         allowed = _allowed(event)
         ids = [action["id"] for action in event.actions]
         chosen = ids.index(event.chosen)
         values = _rewards(config, event)
         unsupported = np.array([p <= 0.0 for p in event.pmf])
-        predictions = {o: model.predict(o, event.event_id, ids) for o in evaluations}
+        predictions = (ridge[row] if ridge is not None else
+                       {o: model.predict(o, event.event_id, ids) for o in evaluations})
         for objective in evaluations:
             rewards[objective][row] = values[objective]
             q_logged[objective][row] = predictions[objective][chosen]
@@ -255,6 +284,59 @@ def _feed(page: list[LoggedEvent], start: int, config: LoopConfig, model: FoldMe
                                "unsupported_mass": target["unsupported_mass"],
                                "q_target": target[f"q_target:{objective}"]}
                         for name, target in arrays.items()})
+
+
+def _run_slots(db: Database, loop_id: int, config: LoopConfig, spec: dict[str, Any],
+               progress: Progress, page_size: int) -> dict[str, Any]:
+    """``ccb`` and ``slates``: pass 1 counts the events and the most slots an event has, pass 2
+    feeds the estimators (see :mod:`bandits.jobs.slots`)."""
+    kind = spec["kind"]
+    since = datetime.fromisoformat(spec["window"]["since"])
+    until = datetime.fromisoformat(spec["window"]["until"])
+    with db.session() as session:
+        total = count_window(loop_id, since, until, session=session)
+    if total == 0:
+        raise ValueError(f"no decisions between {since.isoformat()} and {until.isoformat()}")
+    done, steps, width = 0, 2 * total, 1
+    for page in window_pages(db, loop_id, since, until, page_size):
+        width = max(width, *(len(event.slots or []) for event in page))
+        done += len(page)
+        progress(done / steps)
+    names = [c.candidate_name(candidate) for candidate in spec["candidates"]]
+    evaluations = slots.SlotEvaluations(kind, width, spec, names)
+    policies: list[slots.SlotCandidate] = []
+    try:
+        for candidate in spec["candidates"]:
+            snapshot = (_snapshot(candidate, config, db, loop_id) if candidate["kind"] == "model"
+                        else None)
+            policies.append(slots.open_candidate(kind, candidate, config, snapshot))
+        start = 0
+        for page in window_pages(db, loop_id, since, until, page_size):
+            evaluations.feed(config, page, start, dict(zip(names, policies)))
+            start += len(page)
+            done += len(page)
+            progress(done / steps)
+    finally:
+        for policy in policies:
+            policy.close()
+    return evaluations.result(spec, _cells)
+
+
+def _cells(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A report's estimates as ``{candidate: {estimator: cell}}`` (estimate, intervals, lift over
+    logging, diagnostics)."""
+    lifts = {(lift["candidate"], lift["estimator"]): lift for lift in report["lifts"]}
+    cells: dict[str, dict[str, Any]] = {}
+    for estimate in report["estimates"]:
+        lift = lifts[(estimate["candidate"], estimate["estimator"])]
+        cells.setdefault(estimate["candidate"], {})[estimate["estimator"]] = {
+            "estimate": estimate["value"], "standard_error": estimate["standard_error"],
+            "intervals": estimate["intervals"],
+            "lift": {"value": lift["value"], "standard_error": lift["standard_error"],
+                     "intervals": lift["intervals"]},
+            "diagnostics": estimate["diagnostics"],
+        }
+    return cells
 
 
 def _result(spec: dict[str, Any], evaluations: dict[str, Evaluation], total: int) -> dict[str, Any]:

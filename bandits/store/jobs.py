@@ -98,7 +98,10 @@ def list_jobs(loop_id: int, kind: str, limit: int, *, session: Session) -> list[
 # -- the decision log, as evaluations read it -------------------------------------------------
 
 class LoggedEvent(NamedTuple):
-    """A single-slot decision and its outcomes ((objective, value) pairs in arrival order)."""
+    """A decision and its outcomes ((objective, value) pairs in arrival order).
+
+    ``slots`` is the per-slot log of ``ccb`` and ``slates`` decisions (``None`` for ``cb``);
+    ``slot_outcomes`` holds the outcomes that name a slot (``ccb``), by slot id."""
 
     event_id: str
     ts: datetime
@@ -110,6 +113,8 @@ class LoggedEvent(NamedTuple):
     probability: float
     pmf: list[float]
     outcomes: list[tuple[str, float]]
+    slots: list[dict[str, Any]] | None = None
+    slot_outcomes: dict[str, list[tuple[str, float]]] | None = None
 
 
 def _window(loop_id: int, since: datetime, until: datetime):
@@ -139,17 +144,22 @@ def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
             rows = session.execute(
                 select(Decision.event_id, Decision.ts, Decision.context, Decision.actions,
                        Decision.excluded, Decision.baseline, Decision.chosen, Decision.probability,
-                       Decision.pmf)
+                       Decision.pmf, Decision.slots)
                 .where(condition).order_by(Decision.ts, Decision.event_id).limit(page_size)
             ).all()
             if not rows:
                 return
             outcomes: dict[str, list[tuple[str, float]]] = {}
-            for event_id, objective, value in session.execute(
-                select(Outcome.event_id, Outcome.objective, Outcome.value)
+            per_slot: dict[str, dict[str, list[tuple[str, float]]]] = {}
+            for event_id, objective, value, slot in session.execute(
+                select(Outcome.event_id, Outcome.objective, Outcome.value, Outcome.slot)
                 .where(Outcome.loop_id == loop_id, Outcome.event_id.in_([row[0] for row in rows]))
                 .order_by(Outcome.ts, Outcome.id)
             ):
-                outcomes.setdefault(event_id, []).append((objective, value))
-        yield [LoggedEvent(*row, outcomes.get(row[0], [])) for row in rows]
+                if slot is None:
+                    outcomes.setdefault(event_id, []).append((objective, value))
+                else:
+                    per_slot.setdefault(event_id, {}).setdefault(slot, []).append((objective, value))
+        yield [LoggedEvent(*row[:9], outcomes.get(row[0], []), row[9], per_slot.get(row[0], {}))
+               for row in rows]
         after = (rows[-1][1], rows[-1][0])
