@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,10 +67,13 @@ def main() -> None:
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.option("--trainer/--no-trainer", default=None,
               help="Also run `bandits train` beside the api (default: on with SQLite, off with Postgres).")
+@click.option("--worker/--no-worker", default=None,
+              help="Also run `bandits worker` (evaluation jobs) beside the api (default: on with "
+                   "SQLite, off with Postgres).")
 def serve(host: str, port: int, workers: int, threads: int, demo: bool, access_log: bool,
-          trainer: bool | None) -> None:
+          trainer: bool | None, worker: bool | None) -> None:
     """Run the HTTP api under gunicorn."""
-    from bandits.server import GunicornServer, gunicorn_options
+    from bandits.server import GunicornServer, gunicorn_options, start_child, stop_children
     from bandits.services.loops import bootstrap
     from bandits.store import migrate
 
@@ -86,13 +90,19 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, access_l
                f"database {db.engine.url.render_as_string(hide_password=True)})")
     sys.stdout.flush()
     options = gunicorn_options(host, port, workers, threads, access_log)
-    if trainer if trainer is not None else settings.is_sqlite:
-        import subprocess
-
-        child = subprocess.Popen([sys.executable, "-m", "bandits.cli", "train"])
-        click.echo(f"trainer running beside the api (pid {child.pid})")
-        options["on_exit"] = lambda _server: (child.terminate(), child.wait(timeout=30))
-    GunicornServer(settings, options).run()
+    children, parent = [], os.getpid()
+    for name, wanted in (("trainer", trainer), ("worker", worker)):
+        if wanted if wanted is not None else settings.is_sqlite:  # dev mode: one command runs all
+            child = start_child(name)
+            click.echo(f"{name} running beside the api (pid {child.process.pid})")
+            children.append(child)
+    if children:
+        options["on_exit"] = lambda _server: stop_children(children)
+    try:
+        GunicornServer(settings, options).run()
+    finally:  # e.g. gunicorn could not bind; not in its forked workers, which exit through here too
+        if os.getpid() == parent:
+            stop_children(children)
 
 
 @main.command()

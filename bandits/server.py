@@ -1,7 +1,12 @@
-"""Run the api under gunicorn (gthread workers: threads share a process's group commit)."""
+"""Run the api under gunicorn (gthread workers: threads share a process's group commit), and the
+dev-mode child processes beside it (`bandits train`, `bandits worker`)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -41,3 +46,39 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int, access_lo
     if access_log:
         options["accesslog"] = "-"
     return options
+
+
+@dataclass(frozen=True)
+class Child:
+    """A `bandits` command run beside the api (dev mode)."""
+
+    name: str
+    process: subprocess.Popen
+
+
+# Each dev-mode child's `bandits` arguments. Both stop on SIGTERM: the trainer finishes its step;
+# the worker just ends, and a job it leaves unfinished is claimed again once its heartbeat is
+# stale. (Not SIGINT: a shell starts background jobs with SIGINT ignored, children inherit it.)
+CHILDREN = {"trainer": ["train"], "worker": ["worker"]}
+
+
+def start_child(name: str) -> Child:
+    """Start the dev-mode child ``name`` (``trainer`` or ``worker``): `python -m bandits.cli ...`."""
+    env = dict(os.environ)
+    if name == "worker":  # evaluations use BLAS; one thread each on a machine the api shares
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return Child(name, subprocess.Popen([sys.executable, "-m", "bandits.cli", *CHILDREN[name]],
+                                        env=env))
+
+
+def stop_children(children: list[Child], timeout: float = 30.0) -> None:
+    """SIGTERM every child still running, then wait for each (killed after ``timeout`` s)."""
+    for child in children:
+        if child.process.poll() is None:
+            child.process.terminate()
+    for child in children:
+        try:
+            child.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()

@@ -51,12 +51,13 @@ def running_service(database_url: str, directory: Path, *args: str) -> Iterator[
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while True:
                 try:
-                    if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    # A worker's first request loads VW and the database: slow on a busy machine.
+                    if requests.get(f"{base}/readyz", timeout=10).status_code == 200:
                         break
-                except requests.ConnectionError:
+                except requests.RequestException:
                     pass
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"bandits serve did not come up:\n{log_path.read_text()}")
