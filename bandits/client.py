@@ -67,20 +67,26 @@ class Client:
 
     # -- decisions ---------------------------------------------------------------------------
     def choose(self, context: dict[str, Any], actions: list[dict[str, Any]],
-               event_id: str | None = None, **kw: Any) -> dict[str, Any]:
+               event_id: str | None = None, slots: list[dict[str, Any]] | None = None,
+               **kw: Any) -> dict[str, Any]:
         """A decision: ``POST /v1/loops/{loop}/choose``. ``kw``: ``excluded``, ``baseline``, ``defer``.
 
         Returns the reply (``event_id``, ``action``, ``probability``, ``model_version``, ``ranking``).
+        A ``ccb`` or ``slates`` loop fills ``slots`` (``[{"id", "features", "baseline",
+        "excluded"}]``, in order) and replies ``event_id``, ``model_version`` and ``slots``.
         """
         body: dict[str, Any] = {"context": context, "actions": actions, **kw}
         if event_id is not None:
             body["event_id"] = event_id
+        if slots is not None:
+            body["slots"] = slots
         return self._request("POST", f"{self._loop_path()}/choose", body)
 
     def reward(self, event_id: str, rewards: dict[str, float], reward_id: str | None = None,
                slot: str | None = None) -> dict[str, Any]:
         """Outcomes for a decision: ``POST /v1/loops/{loop}/events/{event_id}/rewards``.
 
+        ``slot``: the slot of a ``ccb`` decision they are for (required there, refused elsewhere).
         A repeated ``reward_id`` is accepted once, so a call retried with the same id is safe.
         """
         body: dict[str, Any] = {"rewards": rewards}

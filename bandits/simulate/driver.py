@@ -10,6 +10,13 @@ loop's objective defaults stand for them. Each reward has the id ``{event_id}/cl
 
 What decision ``i`` sees and draws depends only on the seed, ``i`` and the offer served, whatever
 the concurrency.
+
+A slate world (:class:`~bandits.simulate.slates.SlateWorld`) sends ``slots`` with choose and draws
+each slot's outcomes and delays from the same generator. On a ``ccb`` page each slot's click and
+conversion are sent as they happen, with ``slot`` (reward ids ``{event_id}/{slot}/click`` and
+``{event_id}/{slot}/conversion``). On a ``slates`` page one reward covers the whole page: the
+page's total clicks, conversions and revenue (all three, zeros included), sent once when the last
+slot's outcomes are in (reward id ``{event_id}/page``), and only when something was clicked.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ import numpy as np
 import requests
 
 from bandits.client import Client, ServiceError
-from bandits.simulate.report import LearningCurve, describe_world
+from bandits.simulate.report import LearningCurve, describe_slate_world, describe_world
 from bandits.simulate.scheduler import PendingReward, RewardScheduler, RewardStats
+from bandits.simulate.slates import SlateWorld
 from bandits.simulate.world import OBJECTIVES, World
 
 # The weights of a loop that `bandits simulate --create-loop` makes: with revenue at 0.05 the best
@@ -75,25 +83,42 @@ def decision_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
 
-def loop_config(delays: Delays = Delays(),
-                weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> dict[str, Any]:
+def loop_config(delays: Delays = Delays(), weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+                kind: str = "cb") -> dict[str, Any]:
     """A loop config for the world: its objectives, interactions, and a reward wait that has every
-    outcome arrive in time (the longest delay, plus 20 % and two seconds for a busy machine)."""
+    outcome arrive in time (the longest delay, plus 20 % and two seconds for a busy machine).
+
+    ``kind`` ``cb`` and ``ccb`` (per slot): click and conversion aggregate with ``max``, revenue
+    with ``sum``. ``slates``: a page's reward holds its totals, and a product that sent a page's
+    outcomes in several calls would want them added up: ``sum`` everywhere.
+
+    Not ``earliest``: the driver reports only what happened, so with ``earliest`` everywhere the
+    pages with a click would be learned at once and the others a reward wait later, and a model
+    that learns the good news first learns a biased story (it served worse than uniform random
+    in our tests).
+    """
+    if kind == "slates":
+        aggregation = {name: "sum" for name in OBJECTIVES}
+    else:
+        aggregation = {name: "sum" if name == "revenue" else "max" for name in OBJECTIVES}
+    config: dict[str, Any] = {} if kind == "cb" else {"kind": kind}
     return {
+        **config,
         "objectives": [{"name": name, "weight": weights.get(name, 0.0),
-                        "aggregation": "sum" if name == "revenue" else "max"} for name in OBJECTIVES],
+                        "aggregation": aggregation[name]} for name in OBJECTIVES],
         "vw_args": DEFAULT_VW_ARGS,
         "reward_wait": math.ceil(delays.longest * 1.2 + 2),
     }
 
 
-def loop_weights(loop: Mapping[str, Any], world: World) -> dict[str, float]:
+def loop_weights(loop: Mapping[str, Any], world: World | SlateWorld) -> dict[str, float]:
     """The weights of the world's objectives in ``loop`` (``GET /v1/loops/{loop}``), or a
     :class:`SimulationError` saying why the loop cannot take this world's decisions."""
     config = loop["config"]
-    if loop["kind"] != "cb":
+    kind = world.kind if isinstance(world, SlateWorld) else "cb"
+    if loop["kind"] != kind:
         raise SimulationError(
-            f"loop {loop['name']!r} is of kind {loop['kind']!r}; the simulation needs 'cb'")
+            f"loop {loop['name']!r} is of kind {loop['kind']!r}; the simulation needs {kind!r}")
     weights = {objective["name"]: float(objective["weight"]) for objective in config["objectives"]}
     missing = [name for name in OBJECTIVES if name not in weights]
     if missing:
@@ -155,11 +180,13 @@ class _Run:
     """One run: hands out decision indices to the worker threads, plays each decision, counts
     failures and stops the run when it should."""
 
-    def __init__(self, client: Client, world: World, decisions: int, seed: int, delays: Delays,
-                 prefix: str, curve: LearningCurve, scheduler: RewardScheduler) -> None:
+    def __init__(self, client: Client, world: World | SlateWorld, decisions: int, seed: int,
+                 delays: Delays, prefix: str, curve: LearningCurve,
+                 scheduler: RewardScheduler) -> None:
         self.client, self.world, self.decisions, self.seed = client, world, decisions, seed
         self.delays, self.prefix, self.curve, self.scheduler = delays, prefix, curve, scheduler
         self.actions = world.actions()
+        self.slots = world.slot_requests() if isinstance(world, SlateWorld) else None
         self.stop = threading.Event()
         self.failed: Counter = Counter()
         self.stopped: str | None = None
@@ -171,27 +198,35 @@ class _Run:
     def work(self) -> None:
         """A worker thread: decisions until there are none left or the run stops."""
         try:
+            decide = self.decide if self.slots is None else self.decide_slate
             while (index := self._next_index()) is not None:
-                self.decide(index)
+                decide(index)
         except BaseException as exc:  # a bug: stop the run, re-raise it once the rewards are out
             self.crash = self.crash or exc
             self.stop.set()
+
+    def _choose(self, context: dict, event_id: str, **extra) -> dict | None:
+        """The service's reply, or None after noting a failure."""
+        try:
+            reply = self.client.choose(context, self.actions, event_id=event_id, **extra)
+        except ServiceError as exc:
+            # A refusal (4xx) would repeat for every decision: stop. Server errors may pass.
+            self._failure(exc.code, f"choose {event_id}: {exc}", fatal=exc.status < 500)
+            return None
+        except requests.RequestException as exc:
+            self._failure(type(exc).__name__, f"choose {event_id}: {exc}", fatal=False)
+            return None
+        with self._lock:
+            self._failures_in_a_row = 0
+        return reply
 
     def decide(self, index: int) -> None:
         rng = decision_rng(self.seed, index)
         segment, context = self.world.draw_context(rng)
         event_id = f"{self.prefix}-{index}"
-        try:
-            reply = self.client.choose(context, self.actions, event_id=event_id)
-        except ServiceError as exc:
-            # A refusal (4xx) would repeat for every decision: stop. Server errors may pass.
-            self._failure(exc.code, f"choose {event_id}: {exc}", fatal=exc.status < 500)
+        reply = self._choose(context, event_id)
+        if reply is None:
             return
-        except requests.RequestException as exc:
-            self._failure(type(exc).__name__, f"choose {event_id}: {exc}", fatal=False)
-            return
-        with self._lock:
-            self._failures_in_a_row = 0
         outcomes = self.world.draw_outcomes(segment, reply["action"], rng)
         click_delay, conversion_delay = self.delays.draw(rng)
         now = time.monotonic()
@@ -204,6 +239,41 @@ class _Run:
                                     PendingReward(event_id, converted, f"{event_id}/conversion"))
         pmf = {ranked["id"]: ranked["probability"] for ranked in reply["ranking"]}
         self.curve.add(segment, outcomes, pmf, reply["model_version"])
+
+    def decide_slate(self, index: int) -> None:
+        """A decision on a slate world: choose with ``slots``, then each slot's outcomes."""
+        world = self.world
+        assert isinstance(world, SlateWorld)
+        rng = decision_rng(self.seed, index)
+        segment, context = world.draw_context(rng)
+        event_id = f"{self.prefix}-{index}"
+        reply = self._choose(context, event_id, slots=self.slots)
+        if reply is None:
+            return
+        served = reply["slots"]
+        slot_ids = [slot.id for slot in world.slots]
+        if [slot["id"] for slot in served] != slot_ids:
+            raise RuntimeError(f"choose {event_id}: the reply's slots are not the page's: {served}")
+        drawn = world.draw_outcomes(segment, [slot["action"] for slot in served], rng)
+        delays = [self.delays.draw(rng) for _ in slot_ids]
+        now = time.monotonic()
+        if world.kind == "ccb":
+            for slot_id, outcomes, (click_delay, conversion_delay) in zip(slot_ids, drawn, delays):
+                if outcomes["click"]:
+                    self.scheduler.schedule(now + click_delay, PendingReward(
+                        event_id, {"click": 1}, f"{event_id}/{slot_id}/click", slot=slot_id))
+                if outcomes["conversion"]:
+                    converted = {"conversion": 1, "revenue": outcomes["revenue"]}
+                    self.scheduler.schedule(now + conversion_delay, PendingReward(
+                        event_id, converted, f"{event_id}/{slot_id}/conversion", slot=slot_id))
+        page = {name: sum(outcomes[name] for outcomes in drawn) for name in OBJECTIVES}
+        if world.kind == "slates" and page["click"]:
+            # The page's session ends when its last slot's conversion would have come.
+            self.scheduler.schedule(now + max(conversion for _, conversion in delays),
+                                    PendingReward(event_id, dict(page), f"{event_id}/page"))
+        pmfs = [{ranked["id"]: ranked["probability"] for ranked in slot["ranking"]}
+                for slot in served]
+        self.curve.record(page, world.served_expected(segment, pmfs), reply["model_version"])
 
     def _next_index(self) -> int | None:
         with self._lock:
@@ -221,20 +291,23 @@ class _Run:
                 self.stop.set()
 
 
-def run(client: Client, world: World, decisions: int, concurrency: int = 4, seed: int = 0,
-        delays: Delays = Delays(), report_every: int = 100, event_prefix: str | None = None,
-        write: Callable[[str], None] = _print) -> Summary:
+def run(client: Client, world: World | SlateWorld, decisions: int, concurrency: int = 4,
+        seed: int = 0, delays: Delays = Delays(), report_every: int = 100,
+        event_prefix: str | None = None, write: Callable[[str], None] = _print) -> Summary:
     """Drive ``decisions`` decisions with ``concurrency`` threads; returns once every reward is sent.
 
-    Writes the world's description, a header, a learning-curve line every ``report_every``
-    decisions and then the summary's lines through ``write``. Ctrl-C stops choosing and posts the
+    ``world``: a :class:`~bandits.simulate.world.World` for a ``cb`` loop, or a
+    :class:`~bandits.simulate.slates.SlateWorld` for a loop of its kind. Writes the world's
+    description, a header, a learning-curve line every ``report_every`` decisions and then the
+    summary's lines through ``write``. Ctrl-C stops choosing and posts the
     pending rewards at once.
     """
     try:
         weights = loop_weights(client.loop_config(), world)
     except ServiceError as exc:
         raise SimulationError(f"cannot read loop {client.loop!r}: {exc.code}: {exc.message}") from None
-    for line in describe_world(world, weights):
+    describe = describe_slate_world if isinstance(world, SlateWorld) else describe_world
+    for line in describe(world, weights):  # type: ignore[arg-type]
         write(line)
     curve = LearningCurve(world, weights, report_every, write)
     scheduler = RewardScheduler(client.reward, senders=concurrency)

@@ -4,6 +4,8 @@ Every ``report_every`` decisions a line shows, for the decisions of that window:
 of each objective, the realised scalar reward (the loop's weights), ``policy``: the exact expected
 scalar reward of the PMFs the service served on those contexts (the served policy's value without
 the outcome noise), and the exact values of uniform random and of the oracle over the whole world.
+For a slate world (:mod:`~bandits.simulate.slates`) the outcomes are the page's: sums over its
+slots.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from bandits.simulate.slates import SlateWorld
 from bandits.simulate.world import OBJECTIVES, World, scalarise, weight_vector
 
 SHORT_NAMES = {"click": "click", "conversion": "conv", "revenue": "revenue"}
@@ -29,7 +32,7 @@ def _row(cells: tuple[str, ...]) -> str:
 class LearningCurve:
     """Collects each served decision (thread-safe) and writes a line every ``report_every``."""
 
-    def __init__(self, world: World, weights: Mapping[str, float], report_every: int,
+    def __init__(self, world: World | SlateWorld, weights: Mapping[str, float], report_every: int,
                  write: Callable[[str], None]) -> None:
         self.world = world
         self.weights = dict(weights)
@@ -51,8 +54,14 @@ class LearningCurve:
     def add(self, segment: int, outcomes: Mapping[str, float], pmf: Mapping[str, float],
             model_version: int) -> None:
         """One served decision: its drawn outcomes and the PMF the service served."""
+        self.record(outcomes, self.world.pmf(pmf) @ self.world.expectations[segment], model_version)
+
+    def record(self, outcomes: Mapping[str, float], expected: np.ndarray,
+               model_version: int) -> None:
+        """One served decision: its drawn outcomes and the exact expected outcomes (aligned with
+        the objectives) of what the service served for its context."""
         realised = np.array([outcomes[name] for name in OBJECTIVES], dtype=float)
-        policy = self.world.pmf(pmf) @ self.world.expectations[segment]
+        policy = np.asarray(expected, dtype=float)
         with self._lock:
             self.decisions += 1
             self._realised_total += realised
@@ -106,4 +115,21 @@ def describe_world(world: World, weights: Mapping[str, float]) -> list[str]:
         user = segment.features
         lines.append(f"  {segment.name}  {segment.probability:5.1%}  {user['country']} {user['device']} "
                      f"{user['age_band']}: best {offer}")
+    return lines
+
+
+def describe_slate_world(world: SlateWorld, weights: Mapping[str, float]) -> list[str]:
+    """A few lines on a page: its slots and their examination, the segments, their share, and
+    their best slate under ``weights``."""
+    slots = ", ".join(f"{slot.id} (examined {slot.examination:.0%})" for slot in world.slots)
+    if world.kind == "ccb":
+        pool = f"a shared pool of {len(world.offers)} offers"
+    else:
+        pool = f"{len(world.slot_offers[0])} offers per slot"
+    lines = [f"world: a {world.kind} page, slots {slots}; {pool}; {len(world.segments)} segments; "
+             f"weights {', '.join(f'{k}={v:g}' for k, v in weights.items())}"]
+    for segment, slate in zip(world.segments, world.best_slates(weights)):
+        user = segment.features
+        lines.append(f"  {segment.name}  {segment.probability:5.1%}  {user['country']} "
+                     f"{user['device']} {user['age_band']}: best {' '.join(slate)}")
     return lines

@@ -30,6 +30,7 @@ class PendingReward:
     event_id: str
     rewards: dict[str, float]
     reward_id: str
+    slot: str | None = None  # a ccb decision's rewards are per slot
 
 
 @dataclass
@@ -52,7 +53,8 @@ class RewardStats:
 
 class RewardScheduler:
     """Posts each :class:`PendingReward` through ``post`` once its due time (``time.monotonic()``)
-    has come. ``post(event_id, rewards, reward_id)`` returns the service's reply."""
+    has come. ``post(event_id, rewards, reward_id)`` (plus ``slot=`` for a reward that has one)
+    returns the service's reply."""
 
     def __init__(self, post: Callable[..., dict], senders: int = 4) -> None:
         self._post = post
@@ -107,7 +109,9 @@ class RewardScheduler:
     def _send(self, reward: PendingReward) -> None:
         for attempt in range(RETRIES + 1):
             try:
-                reply = self._post(reward.event_id, reward.rewards, reward_id=reward.reward_id)
+                slot = {"slot": reward.slot} if reward.slot is not None else {}
+                reply = self._post(reward.event_id, reward.rewards, reward_id=reward.reward_id,
+                                   **slot)
             except ServiceError as exc:
                 if exc.status < 500 or attempt == RETRIES:
                     self._count_failure(exc.code)

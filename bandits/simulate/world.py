@@ -223,16 +223,24 @@ def _by_objective(vector: np.ndarray) -> dict[str, float]:
     return {name: float(value) for name, value in zip(OBJECTIVES, vector)}
 
 
-def generate(seed: int = 0, segments: int = 5, offers: int = 10) -> World:
+def generate(seed: int = 0, segments: int = 5, offers: int = 10, groups: int = 1) -> World:
     """A world drawn from ``seed`` (see the module docstring for its guarantees).
 
     Needs ``3 <= segments <= offers``: each segment has its own engagement offer, and with three
     segments or more no single offer can be the best for all of them.
+
+    ``groups`` > 1 (the slate world's slots, see :mod:`bandits.simulate.slates`) splits the offers
+    into that many equal runs of consecutive offers, each with its own engagement and premium
+    offer per segment: the guarantees hold within each group. Each group needs at least
+    ``segments`` offers. ``groups=1`` is the world described above.
     """
     if not 3 <= segments <= 60:
         raise ValueError("segments must be between 3 and 60")
     if not segments <= offers <= 1000:
         raise ValueError(f"offers must be between the number of segments ({segments}) and 1000")
+    if groups < 1 or offers % groups or offers // groups < segments:
+        raise ValueError(f"{groups} groups of offers need a multiple of {groups} offers, "
+                         f"at least {segments} (the segments) per group")
     rng = np.random.default_rng(seed)
     n_s, n_o = segments, offers
 
@@ -263,14 +271,31 @@ def generate(seed: int = 0, segments: int = 5, offers: int = 10) -> World:
     revenue_mean = np.outer(spend, payout) * rng.lognormal(0.0, 0.2, size=(n_s, n_o))
     revenue_sigma = rng.uniform(0.3, 0.8, size=n_o)
 
+    size = n_o // groups
+    chosen_offers = [
+        _dominate(rng, click, conversion, revenue_mean, np.arange(g * size, (g + 1) * size))
+        for g in range(groups)
+    ]
+    world = World(segment_list, offer_list, click, conversion, revenue_mean, revenue_sigma)
+    for group, (engagement, premium) in enumerate(chosen_offers):
+        _check_dominance(world, engagement, premium, range(group * size, (group + 1) * size))
+    return world
+
+
+def _dominate(rng: np.random.Generator, click: np.ndarray, conversion: np.ndarray,
+              revenue_mean: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gives each segment an engagement and a premium offer among the offers ``group`` (in place);
+    returns them."""
+    n_s, n_o, n_g = click.shape[0], click.shape[1], len(group)
     # Engagement offers are distinct across segments; premium offers too, and apart from them
     # when there are offers enough.
-    order = rng.permutation(n_o)
+    order = group[rng.permutation(n_g)]
     engagement = order[:n_s]
-    premium = order[n_s:2 * n_s] if n_o >= 2 * n_s else np.roll(engagement, -1)
+    premium = order[n_s:2 * n_s] if n_g >= 2 * n_s else np.roll(engagement, -1)
     for s in range(n_s):
         e, p = engagement[s], premium[s]
-        rest = np.ones(n_o, dtype=bool)
+        rest = np.zeros(n_o, dtype=bool)
+        rest[group] = True
         rest[[e, p]] = False
         not_e = rest.copy()
         not_e[p] = True
@@ -283,15 +308,14 @@ def generate(seed: int = 0, segments: int = 5, offers: int = 10) -> World:
         shrink = rng.uniform(0.5, 0.7)
         click[s, p], conversion[s, p] = shrink * click[s, e], shrink * conversion[s, e]
         revenue_mean[s, p] = rng.uniform(1.4, 2.0) * revenue_mean[s, e] / shrink**2
-    world = World(segment_list, offer_list, click, conversion, revenue_mean, revenue_sigma)
-    _check_dominance(world, engagement, premium)
-    return world
+    return engagement, premium
 
 
-def _check_dominance(world: World, engagement: np.ndarray, premium: np.ndarray) -> None:
+def _check_dominance(world: World, engagement: np.ndarray, premium: np.ndarray,
+                     group: range) -> None:
     """The guarantee the module docstring makes; a failure here is a bug in :func:`generate`."""
     for s, (e, p) in enumerate(zip(engagement, premium)):
-        rest = [o for o in range(len(world.offers)) if o not in (e, p)]
+        rest = [o for o in group if o not in (e, p)]
         if not (np.all(world.expectations[s, e] > world.expectations[s, rest])
                 and world.expectations[s, p, 2] > world.expectations[s, e, 2]):
             raise RuntimeError(f"generate() broke its guarantee for segment {s}; please report the seed")
