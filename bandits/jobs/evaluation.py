@@ -13,7 +13,8 @@ Two passes over the window, in keyset pages (memory does not grow with the windo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -203,13 +204,8 @@ def run_evaluation(db: Database, loop_id: int, config: LoopConfig, spec: dict[st
     the job's result (JSON-ready). The result does not depend on ``page_size``."""
     if spec.get("kind", "cb") != "cb":
         return _run_slots(db, loop_id, config, spec, progress, page_size)
-    since = datetime.fromisoformat(spec["window"]["since"])
-    until = datetime.fromisoformat(spec["window"]["until"])
+    since, until, total = _window(db, loop_id, spec)
     objectives: list[str] = spec["objectives"]
-    with db.session() as session:
-        total = count_window(loop_id, since, until, session=session)
-    if total == 0:
-        raise ValueError(f"no decisions between {since.isoformat()} and {until.isoformat()}")
     done, steps = 0, 2 * total
 
     ridge = spec.get("reward_model", "ridge") == "ridge"
@@ -230,20 +226,49 @@ def run_evaluation(db: Database, loop_id: int, config: LoopConfig, spec: dict[st
                               random_state=spec["seed"] if spec["bootstrap"] else None)
         for objective in objectives
     }
-    policies: list[c.Candidate] = []
-    try:
-        for candidate in spec["candidates"]:
-            policies.append(_open_candidate(candidate, config, db, loop_id))
-        start = 0
-        for page in window_pages(db, loop_id, since, until, page_size):
-            _feed(page, start, config, model, dict(zip(names, policies)), evaluations)
-            start += len(page)
-            done += len(page)
-            progress(done / steps)
-    finally:
-        for policy in policies:
-            policy.close()
+    with _opened(lambda candidate: _open_candidate(candidate, config, db, loop_id),
+                 spec["candidates"]) as policies:
+        by_name = dict(zip(names, policies))
+        _second_pass(db, loop_id, since, until, page_size, progress, done, steps,
+                     lambda page, start: _feed(page, start, config, model, by_name, evaluations))
     return _result(spec, evaluations, total)
+
+
+def _window(db: Database, loop_id: int, spec: dict[str, Any]) -> tuple[datetime, datetime, int]:
+    """The spec's window and how many decisions it holds; an empty window is an error."""
+    since = datetime.fromisoformat(spec["window"]["since"])
+    until = datetime.fromisoformat(spec["window"]["until"])
+    with db.session() as session:
+        total = count_window(loop_id, since, until, session=session)
+    if total == 0:
+        raise ValueError(f"no decisions between {since.isoformat()} and {until.isoformat()}")
+    return since, until, total
+
+
+@contextmanager
+def _opened(open_one: Callable[[dict[str, Any]], Any], specs: list[dict[str, Any]]) -> Iterator[list[Any]]:
+    """The candidates, opened in order; every one opened is closed at the end."""
+    opened: list[Any] = []
+    try:
+        for spec in specs:
+            opened.append(open_one(spec))
+        yield opened
+    finally:
+        for policy in opened:
+            policy.close()
+
+
+def _second_pass(db: Database, loop_id: int, since: datetime, until: datetime, page_size: int,
+                 progress: Progress, done: int, steps: int,
+                 feed: Callable[[list[LoggedEvent], int], None]) -> None:
+    """Feed the window to the estimators page by page (``feed(page, position of its first
+    event)``), reporting progress after the first pass's ``done`` of ``steps``."""
+    start = 0
+    for page in window_pages(db, loop_id, since, until, page_size):
+        feed(page, start)
+        start += len(page)
+        done += len(page)
+        progress(done / steps)
 
 
 def _feed(page: list[LoggedEvent], start: int, config: LoopConfig, model: FoldMeans | HashedRidge,
@@ -291,12 +316,7 @@ def _run_slots(db: Database, loop_id: int, config: LoopConfig, spec: dict[str, A
     """``ccb`` and ``slates``: pass 1 counts the events and the most slots an event has, pass 2
     feeds the estimators (see :mod:`bandits.jobs.slots`)."""
     kind = spec["kind"]
-    since = datetime.fromisoformat(spec["window"]["since"])
-    until = datetime.fromisoformat(spec["window"]["until"])
-    with db.session() as session:
-        total = count_window(loop_id, since, until, session=session)
-    if total == 0:
-        raise ValueError(f"no decisions between {since.isoformat()} and {until.isoformat()}")
+    since, until, total = _window(db, loop_id, spec)
     done, steps, width = 0, 2 * total, 1
     for page in window_pages(db, loop_id, since, until, page_size):
         width = max(width, *(len(event.slots or []) for event in page))
@@ -304,21 +324,15 @@ def _run_slots(db: Database, loop_id: int, config: LoopConfig, spec: dict[str, A
         progress(done / steps)
     names = [c.candidate_name(candidate) for candidate in spec["candidates"]]
     evaluations = slots.SlotEvaluations(kind, width, spec, names)
-    policies: list[slots.SlotCandidate] = []
-    try:
-        for candidate in spec["candidates"]:
-            snapshot = (_snapshot(candidate, config, db, loop_id) if candidate["kind"] == "model"
-                        else None)
-            policies.append(slots.open_candidate(kind, candidate, config, snapshot))
-        start = 0
-        for page in window_pages(db, loop_id, since, until, page_size):
-            evaluations.feed(config, page, start, dict(zip(names, policies)))
-            start += len(page)
-            done += len(page)
-            progress(done / steps)
-    finally:
-        for policy in policies:
-            policy.close()
+
+    def open_one(candidate: dict[str, Any]) -> slots.SlotCandidate:
+        snapshot = _snapshot(candidate, config, db, loop_id) if candidate["kind"] == "model" else None
+        return slots.open_candidate(kind, candidate, config, snapshot)
+
+    with _opened(open_one, spec["candidates"]) as policies:
+        by_name = dict(zip(names, policies))
+        _second_pass(db, loop_id, since, until, page_size, progress, done, steps,
+                     lambda page, start: evaluations.feed(config, page, start, by_name))
     return evaluations.result(spec, _cells)
 
 
