@@ -176,7 +176,11 @@ def namespaces_text(namespaces: dict[str, Any]) -> str:
 
 def shared_line(context: dict[str, Any]) -> str | None:
     """The ADF shared example for a context, or ``None`` when it has no features."""
-    body = namespaces_text(context)
+    return shared_example(namespaces_text(context))
+
+
+def shared_example(body: str) -> str | None:
+    """The ADF shared example holding already featurised namespaces (``None`` when empty)."""
     return f"shared {body}" if body else None
 
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pylibvw
 import vowpalwabbit
 
 from bandits.loop_config import Bag, Cover, Epsilon, LoopConfig, RND, Softmax, SquareCB
+
+T = TypeVar("T")
 
 
 class VwArgsError(ValueError):
@@ -89,22 +93,25 @@ def _save(workspace: vowpalwabbit.Workspace) -> bytes:
 
 
 def _predict(workspace: vowpalwabbit.Workspace, shared: str | None, actions: list[str]) -> list[float]:
-    # pylibvw directly: Workspace.predict wraps every line in a Python Example object, which
-    # costs five times the prediction itself. Same parse, same predict, same result.
     text = "\n".join([shared, *actions] if shared is not None else actions)
-    examples = workspace._parse(text)
-    try:
-        pylibvw.vw.predict_multi(workspace, examples)
-        return list(examples[0].get_action_scores())
-    finally:
-        pylibvw.vw._finish_example_multi_ex(workspace, examples)
+    return _predicted(workspace, text, lambda first: list(first.get_action_scores()))
 
 
 def _predict_slots(workspace: vowpalwabbit.Workspace, text: str) -> list[list[tuple[int, float]]]:
+    return _predicted(workspace, text, lambda first: [list(slot) for slot in first.get_decision_scores()])
+
+
+def _predicted(workspace: vowpalwabbit.Workspace, text: str, read: Callable[[Any], T]) -> T:
+    """``read`` of the first example (where VW puts a multi-line prediction) once ``text`` is
+    predicted.
+
+    pylibvw directly: Workspace.predict wraps every line in a Python Example object, which costs
+    five times the prediction itself. Same parse, same predict, same result.
+    """
     examples = workspace._parse(text)
     try:
         pylibvw.vw.predict_multi(workspace, examples)
-        return [list(slot) for slot in examples[0].get_decision_scores()]
+        return read(examples[0])
     finally:
         pylibvw.vw._finish_example_multi_ex(workspace, examples)
 
@@ -184,13 +191,7 @@ class Learner:
         ``chosen`` the index among them of the one shown, with its cost and logged probability."""
         labelled = list(actions)
         labelled[chosen] = f"0:{cost!r}:{probability!r} {actions[chosen]}"
-        text = "\n".join([shared, *labelled] if shared is not None else labelled)
-        workspace = self._workspace
-        examples = workspace._parse(text)
-        try:
-            pylibvw.vw.learn_multi(workspace, examples)
-        finally:
-            pylibvw.vw._finish_example_multi_ex(workspace, examples)
+        _learn_text(self._workspace, "\n".join([shared, *labelled] if shared is not None else labelled))
 
     def learn_text(self, text: str) -> None:
         """Learn one labelled multi-slot example (see :mod:`bandits.learning.examples`)."""

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from bandits.schemas import ChooseRequest, RewardRequest
 from bandits.errors import ApiError, bad_request, conflict, not_found, unprocessable
 from bandits.learning.examples import SlotExample, ccb_text, slates_text, slot_pmfs
-from bandits.learning.features import FeatureError, action_line, namespaces_text
+from bandits.learning.features import FeatureError, action_line, namespaces_text, shared_example
 from bandits.learning.sampling import normalise, sample, seed_for
 from bandits.services.group_commit import GroupCommitter
 from bandits.services.slots import ccb_slots, featurise_slots, slates_slots
@@ -37,7 +37,7 @@ class DecisionService:
             return self._choose_slots(loop, request)
         ids = self._validate_choose(loop, request)
         context, lines = _featurise(request)
-        shared = f"shared {context}" if context else None  # the ADF shared example
+        shared = shared_example(context)
         excluded = set(request.excluded)
         baseline = request.baseline if request.baseline is not None else _first_allowed(ids, excluded)
         event_id = request.event_id if request.event_id is not None else uuid.uuid4().hex
