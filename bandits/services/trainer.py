@@ -129,7 +129,7 @@ class LoopTrainer:
 
     def _learn(self, row: training.LearnRow) -> None:
         assert self.config is not None and self.learner is not None
-        if row.slots is not None and row.slots != "null":  # SQLite keeps a cb decision's as JSON null
+        if row.slots is not None:
             self._learn_slots(row)
             return
         ids, all_lines, _ = self._action_lines(row.actions)

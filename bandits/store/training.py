@@ -19,7 +19,7 @@ from bandits.store.models import Decision, LoopConfigVersion, Model, Outcome
 # handling would cost more than the query.
 _LEARN_DECISIONS = (
     "SELECT event_id, CAST(context AS TEXT), CAST(actions AS TEXT), CAST(excluded AS TEXT), "
-    "baseline, chosen, probability, learning_mode, CAST(slots AS TEXT) FROM decisions "
+    "baseline, chosen, probability, learning_mode, NULLIF(CAST(slots AS TEXT), 'null') FROM decisions "
     "WHERE loop_id = :loop_id AND event_id {ids}"
 )
 _LEARN_OUTCOMES = (
@@ -42,7 +42,7 @@ class LearnRow(NamedTuple):
     chosen: str
     probability: float
     learning_mode: str
-    slots: str | None  # ccb, slates: the logged slots
+    slots: str | None  # ccb, slates: the logged slots; None for cb (SQLite's JSON null too)
     # (objective, value) pairs in arrival order, by slot (None: the decision's, not a slot's)
     outcomes: dict[str | None, list[tuple[str, float]]]
 
