@@ -25,3 +25,26 @@ def count_rows(db, model=Decision) -> int:
 
 def count_outcomes(db) -> int:
     return count_rows(db, Outcome)
+
+
+# Two actions, one of which always gets the click: a loop that learns finds it.
+GOOD, BAD = "good", "bad"
+TWO_ACTIONS = [{"id": BAD, "features": {"offer": {"kind": "x"}}},
+               {"id": GOOD, "features": {"offer": {"kind": "y"}}}]
+
+
+def play(client, headers, n: int, start: int = 0, loop: str = "learn", reward: bool = True) -> list[dict]:
+    """``n`` decisions ``e<start>``... over :data:`TWO_ACTIONS` (clicked when the good action was
+    shown, unless ``reward`` is false); the choose replies."""
+    served = []
+    for i in range(start, start + n):
+        reply = client.post(f"/v1/loops/{loop}/choose", json={
+            "event_id": f"e{i}", "context": {"user": {"u": "x"}}, "actions": TWO_ACTIONS}, headers=headers)
+        assert reply.status_code == 201, reply.json
+        served.append(reply.json)
+        if reward:
+            click = 1 if reply.json["action"] == GOOD else 0
+            rewarded = client.post(f"/v1/loops/{loop}/events/e{i}/rewards",
+                                   json={"rewards": {"click": click}}, headers=headers)
+            assert rewarded.status_code == 202, rewarded.json
+    return served

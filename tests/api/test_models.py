@@ -11,13 +11,10 @@ from bandits.services.loops import LoopService
 from bandits.services.trainer import LoopTrainer
 from bandits.store.models import Loop, LoopConfigVersion, Model
 from tests.conftest import ADMIN, ADMIN_KEY
-from tests.helpers import count_rows
+from tests.helpers import TWO_ACTIONS as ACTIONS, count_rows, play
 
 LOOP = "learn"
 MODELS = f"/v1/loops/{LOOP}/models"
-GOOD, BAD = "good", "bad"
-ACTIONS = [{"id": BAD, "features": {"offer": {"kind": "x"}}},
-           {"id": GOOD, "features": {"offer": {"kind": "y"}}}]
 OCTETS = "application/octet-stream"
 
 
@@ -39,21 +36,6 @@ def trainer(db, loop):
     trainer = LoopTrainer(db, loop[1], LOOP)
     yield trainer
     trainer.close()
-
-
-def _play(client, auth, n: int, start: int = 0) -> list[dict]:
-    """``n`` decisions, each rewarded (click on the good action); the choose replies."""
-    served = []
-    for i in range(start, start + n):
-        reply = client.post(f"/v1/loops/{LOOP}/choose", json={
-            "event_id": f"e{i}", "context": {"user": {"u": "x"}}, "actions": ACTIONS}, headers=auth)
-        assert reply.status_code == 201, reply.json
-        served.append(reply.json)
-        click = 1 if reply.json["action"] == GOOD else 0
-        rewarded = client.post(f"/v1/loops/{LOOP}/events/e{i}/rewards",
-                               json={"rewards": {"click": click}}, headers=auth)
-        assert rewarded.status_code == 202, rewarded.json
-    return served
 
 
 def _served(client, auth, event_id: str) -> dict:
@@ -93,7 +75,7 @@ def test_a_loop_without_snapshots_serves_version_zero(client, loop):
 
 def test_a_trainer_snapshot_is_listed_and_downloads_as_its_stored_bytes(client, db, loop, trainer):
     auth, loop_id = loop
-    _play(client, auth, 20)
+    play(client, auth, 20)
     assert trainer.step() == 20
     blob = _blob(db, loop_id, 1)
 
@@ -117,7 +99,7 @@ def test_a_trainer_snapshot_is_listed_and_downloads_as_its_stored_bytes(client, 
 def test_the_list_is_newest_first_and_limited(client, loop, trainer):
     auth, _ = loop
     for round_ in range(3):
-        _play(client, auth, 5, start=100 * round_)
+        play(client, auth, 5, start=100 * round_)
         assert trainer.step() == 5
     listed = client.get(MODELS, headers=ADMIN).json
     assert [m["version"] for m in listed["models"]] == [3, 2, 1]
@@ -163,7 +145,7 @@ def test_a_downloaded_model_imports_as_a_new_version_that_is_served_and_trained_
     client, db, loop, trainer
 ):
     auth, loop_id = loop
-    _play(client, auth, 40)
+    play(client, auth, 40)
     assert trainer.step() == 40
     before = _served(client, auth, "before")
     assert before["model_version"] == 1
@@ -185,7 +167,7 @@ def test_a_downloaded_model_imports_as_a_new_version_that_is_served_and_trained_
     assert [m["source"] for m in listed["models"]] == ["import", "trainer"]
 
     # The trainer continues from the imported snapshot.
-    _play(client, auth, 5, start=500)
+    play(client, auth, 5, start=500)
     assert trainer.step() == 5
     newest = client.get(MODELS, headers=ADMIN).json["models"][0]
     assert (newest["version"], newest["lineage"], newest["source"]) == (3, 1, "trainer")
@@ -235,7 +217,7 @@ def test_a_reset_serves_the_empty_model_until_the_trainer_publishes_in_the_new_l
     client, loop, trainer
 ):
     auth, _ = loop
-    _play(client, auth, 20)
+    play(client, auth, 20)
     assert trainer.step() == 20
     config = client.get(f"/v1/loops/{LOOP}", headers=ADMIN).json["config"]
 
@@ -250,7 +232,7 @@ def test_a_reset_serves_the_empty_model_until_the_trainer_publishes_in_the_new_l
     assert (listed["current"], listed["lineage"]) == (0, 2)
     assert [m["version"] for m in listed["models"]] == [1]  # old snapshots stay downloadable
 
-    _play(client, auth, 6, start=300)
+    play(client, auth, 6, start=300)
     assert trainer.step() == 6
     newest = client.get(MODELS, headers=ADMIN).json["models"][0]
     assert (newest["version"], newest["lineage"], newest["total_learned"]) == (2, 2, 6)
@@ -259,7 +241,7 @@ def test_a_reset_serves_the_empty_model_until_the_trainer_publishes_in_the_new_l
 
 def test_an_old_model_can_be_restored_after_a_reset(client, loop, trainer):
     auth, _ = loop
-    _play(client, auth, 10)
+    play(client, auth, 10)
     assert trainer.step() == 10
     old = client.get(f"{MODELS}/1", headers=ADMIN).data
     assert client.post(f"{MODELS}/reset", headers=ADMIN).status_code == 200
@@ -277,7 +259,7 @@ def test_an_old_model_can_be_restored_after_a_reset(client, loop, trainer):
 
 def test_a_loop_key_is_refused_on_every_model_route(client, db, loop, trainer):
     auth, _ = loop
-    _play(client, auth, 3)
+    play(client, auth, 3)
     assert trainer.step() == 3
     replies = [
         client.get(MODELS, headers=auth),

@@ -13,10 +13,8 @@ from bandits.services.trainer import LoopTrainer, TrainerRunner
 from bandits.store.locks import LoopLock
 from bandits.store.models import Decision, Loop, Model
 from tests.conftest import ADMIN
+from tests.helpers import BAD, GOOD, TWO_ACTIONS as ACTIONS, play
 
-GOOD, BAD = "good", "bad"
-ACTIONS = [{"id": BAD, "features": {"offer": {"kind": "x"}}},
-           {"id": GOOD, "features": {"offer": {"kind": "y"}}}]
 
 
 def _loop(app, name="learn", **config) -> tuple[str, int]:
@@ -28,19 +26,8 @@ def _loop(app, name="learn", **config) -> tuple[str, int]:
     return key, loop_id
 
 
-def _play(client, key, n, start=0, loop="learn", reward=True):
-    auth = {"Authorization": f"Bearer {key}"}
-    served = []
-    for i in range(start, start + n):
-        reply = client.post(f"/v1/loops/{loop}/choose", json={
-            "event_id": f"e{i}", "context": {"user": {"u": "x"}}, "actions": ACTIONS}, headers=auth)
-        assert reply.status_code == 201, reply.json
-        served.append(reply.json)
-        if reward:
-            click = 1 if reply.json["action"] == GOOD else 0
-            assert client.post(f"/v1/loops/{loop}/events/e{i}/rewards", json={"rewards": {"click": click}},
-                               headers=auth).status_code == 202
-    return served
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def _learned(db, loop_id) -> int:
@@ -51,13 +38,13 @@ def _learned(db, loop_id) -> int:
 
 def test_the_trainer_learns_and_the_api_serves_the_new_model(app, client, db):
     key, loop_id = _loop(app)
-    _play(client, key, 150)
+    play(client, _bearer(key), 150)
     trainer = LoopTrainer(db, loop_id, "learn")
     assert trainer.step() == 150
     assert trainer.step() == 0  # nothing is learned twice
     assert _learned(db, loop_id) == 150
 
-    served = _play(client, key, 40, start=1000, reward=False)
+    served = play(client, _bearer(key), 40, start=1000, reward=False)
     assert {reply["model_version"] for reply in served} == {1}
     good = [next(r["probability"] for r in reply["ranking"] if r["id"] == GOOD) for reply in served]
     assert min(good) == pytest.approx(0.9)  # epsilon 0.2 over two actions: the greedy one gets 0.9
@@ -86,7 +73,7 @@ def chunked(app, client, db, monkeypatch) -> tuple[_Recording, int]:
     monkeypatch.setattr(trainer_module, "FIRST_CHUNK", 7)
     monkeypatch.setattr(trainer_module, "CHUNK", 20)
     key, loop_id = _loop(app)
-    _play(client, key, 150)
+    play(client, _bearer(key), 150)
     trainer = _Recording(db, loop_id, "learn")
     yield trainer, loop_id
     trainer.close()
@@ -134,7 +121,7 @@ def test_each_snapshot_records_what_it_learned(app, client, db):
     key, loop_id = _loop(app)
     trainer = LoopTrainer(db, loop_id, "learn")
     for round_ in range(3):
-        _play(client, key, 10, start=100 * round_)
+        play(client, _bearer(key), 10, start=100 * round_)
         assert trainer.step() == 10
     with db.session() as session:
         models = session.scalars(select(Model).where(Model.loop_id == loop_id).order_by(Model.version)).all()
@@ -149,11 +136,11 @@ def test_each_snapshot_records_what_it_learned(app, client, db):
 
 def test_a_restarted_trainer_resumes_from_the_last_snapshot(app, client, db):
     key, loop_id = _loop(app)
-    _play(client, key, 20)
+    play(client, _bearer(key), 20)
     first = LoopTrainer(db, loop_id, "learn")
     assert first.step() == 20
     first.close()
-    _play(client, key, 5, start=500)
+    play(client, _bearer(key), 5, start=500)
     second = LoopTrainer(db, loop_id, "learn")
     assert second.step() == 5
     assert second.version == 2 and second.total_learned == 25
@@ -163,7 +150,7 @@ def test_a_restarted_trainer_resumes_from_the_last_snapshot(app, client, db):
 def test_the_reward_window_decides_what_is_learned(app, client, db):
     key, loop_id = _loop(app, objectives=[{"name": "click"}], reward_wait=1)
     auth = {"Authorization": f"Bearer {key}"}
-    _play(client, key, 3, reward=False)
+    play(client, _bearer(key), 3, reward=False)
     on_time = client.post("/v1/loops/learn/events/e0/rewards", json={"rewards": {"click": 1}}, headers=auth)
     assert on_time.json["late"] is False
     trainer = LoopTrainer(db, loop_id, "learn")
@@ -198,7 +185,7 @@ def test_deferred_decisions_are_learned_only_once_activated(app, client, db):
 
 def test_logging_only_never_learns(app, client, db):
     key, loop_id = _loop(app, learning_mode="logging_only")
-    _play(client, key, 10)
+    play(client, _bearer(key), 10)
     trainer = LoopTrainer(db, loop_id, "learn")
     assert trainer.step() == 0
     assert _learned(db, loop_id) == 0
@@ -207,19 +194,19 @@ def test_logging_only_never_learns(app, client, db):
 
 def test_a_model_reset_starts_a_new_lineage(app, client, db):
     key, loop_id = _loop(app)
-    _play(client, key, 30)
+    play(client, _bearer(key), 30)
     trainer = LoopTrainer(db, loop_id, "learn")
     assert trainer.step() == 30
     reply = client.patch("/v1/loops/learn", json={"exploration": {"algorithm": "epsilon", "epsilon": 0.5}},
                          headers=ADMIN)
     assert reply.json["model_reset"] is True
     # The api no longer serves the old lineage's snapshot.
-    served = _play(client, key, 3, start=700, reward=False)
+    served = play(client, _bearer(key), 3, start=700, reward=False)
     assert {r["model_version"] for r in served} == {0}
-    _play(client, key, 5, start=800)
+    play(client, _bearer(key), 5, start=800)
     assert trainer.step() == 5  # the three without rewards wait for their window
     assert trainer.version == 2 and trainer.total_learned == 5  # a fresh model, numbering goes on
-    served = _play(client, key, 1, start=900, reward=False)
+    served = play(client, _bearer(key), 1, start=900, reward=False)
     assert served[0]["model_version"] == 2
     trainer.close()
 
@@ -237,8 +224,8 @@ def test_one_trainer_per_loop(app, db):
 def test_the_runner_trains_every_loop_it_holds(app, client, db):
     key_a, loop_a = _loop(app, "loop-a")
     key_b, loop_b = _loop(app, "loop-b")
-    _play(client, key_a, 5, loop="loop-a")
-    _play(client, key_b, 7, loop="loop-b")
+    play(client, _bearer(key_a), 5, loop="loop-a")
+    play(client, _bearer(key_b), 7, loop="loop-b")
     blocked = LoopLock(db, loop_b)
     assert blocked.acquire()  # as if another host trained loop-b
     runner = TrainerRunner(db)
