@@ -113,6 +113,11 @@ def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connection
             "socket_errors": socket_errors.group(1) if socket_errors else None}
 
 
+def _label(side: str, kind: str) -> str:
+    """How a case is printed: ``bare``, ``ours``, ``bare ccb``, ``ours ccb``."""
+    return side if kind == "cb" else f"{side} {kind}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -152,15 +157,14 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{ours_port}/healthz")
         wait_ready(f"http://127.0.0.1:{bare_port}/healthz")
 
-        cases = {  # name: (URL, key, body, gunicorn master)
-            "bare": (f"http://127.0.0.1:{bare_port}/v1/loops/bench/choose", None, request_body(), 1),
-            "ours": (f"http://127.0.0.1:{ours_port}/v1/loops/bench/choose", key, request_body(), 0),
-            "bare ccb": (f"http://127.0.0.1:{bare_port}/v1/loops/bench/choose", None, ccb_request_body(), 1),
-            "ours ccb": (f"http://127.0.0.1:{ours_port}/v1/loops/bench-ccb/choose", ccb_key,
-                         ccb_request_body(), 0),
-        }
-        targets = {name_: case for name_, case in cases.items()
-                   if (name_.split()[1] if " " in name_ else "cb") in kinds}
+        loops = {"cb": ("bench", key, request_body()), "ccb": ("bench-ccb", ccb_key, ccb_request_body())}
+        servers = {"bare": (bare_port, 1), "ours": (ours_port, 0)}  # port, index in `started`
+        targets = {}  # label: (URL, key, body, gunicorn master), bare before ours for each kind
+        for kind in kinds:
+            loop, token, body = loops[kind]
+            for side, (port, master) in servers.items():
+                targets[_label(side, kind)] = (f"http://127.0.0.1:{port}/v1/loops/{loop}/choose",
+                                               token if side == "ours" else None, body, master)
         results: dict[str, list[dict]] = {name_: [] for name_ in targets}
         with tempfile.TemporaryDirectory() as scratch:
             for name_, (target, token, body, _) in targets.items():  # warm-up: models, connections
@@ -193,11 +197,10 @@ def main() -> None:
                   f"Postgres {median(name_, 'postgres_cpu_ms'):.3f}"
                   f"   (median of {args.rounds})")
         for kind in kinds:
-            suffix = "" if kind == "cb" else f" {kind}"
             print(f"ratio ours/bare throughput, {kind}: "
-                  f"{median('ours' + suffix, 'rps') / median('bare' + suffix, 'rps'):.2f}")
+                  f"{median(_label('ours', kind), 'rps') / median(_label('bare', kind), 'rps'):.2f}")
         print(f"RSS per worker (ours): {', '.join(f'{r:.0f} MB' for r in rss)}")
-        non2xx = sum(r["non2xx"] for name_ in targets if name_.startswith("ours") for r in results[name_])
+        non2xx = sum(r["non2xx"] for kind in kinds for r in results[_label("ours", kind)])
         print(f"decisions in Postgres: {logged}; non-2xx replies: {non2xx}")
 
 
