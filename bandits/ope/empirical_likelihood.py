@@ -45,9 +45,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg import solve_triangular
-from scipy.optimize import brentq
-from scipy.stats import f as f_distribution
 
 from bandits.ope.intervals import Interval
 
@@ -126,6 +123,12 @@ def empirical_likelihood_interval(n: int, mean: np.ndarray, covariance: np.ndarr
     unit_mean : bool
         Whether :math:`E_\mu[w] = 1` is imposed (false for clipped weights).
     """
+    # scipy here rather than at the top: the api's workers import this package to check job
+    # specs, and scipy would add some 60 MB to each of them.
+    from scipy.linalg import solve_triangular
+    from scipy.optimize import brentq
+    from scipy.stats import f as f_distribution
+
     level = 1.0 - alpha
     if n < 2:
         return Interval("empirical_likelihood", math.nan, math.nan, level)

@@ -28,6 +28,15 @@ def test_importing_ope_pulls_in_no_database_http_or_vw_module():
     assert output.strip() == "[]"
 
 
+def test_the_api_loads_no_scipy():
+    """The api's workers import the estimators to check job specs; scipy (some 60 MB in every
+    worker) only comes with computing an empirical-likelihood interval."""
+    script = "import sys, bandits.api; print('scipy' in sys.modules)"
+    output = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout
+    assert output.strip() == "False"
+
+
 @pytest.mark.parametrize("name", ["bandits.ope"] + MODULES)
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)
