@@ -353,6 +353,10 @@ from bandits.simulate.cli import simulate  # noqa: E402  (imports only click unt
 
 main.add_command(simulate)
 
+from bandits.export.cli import export  # noqa: E402  (imports only click until it runs)
+
+main.add_command(export)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -34,7 +34,7 @@ class Services:
 
 
 def create_app(settings: Settings | None = None, config: dict[str, Any] | None = None) -> Flask:
-    from bandits.api import errors, evaluations, events, health, loops, models, openapi
+    from bandits.api import errors, evaluations, events, exports, health, loops, models, openapi
 
     settings = settings or load_settings()
     app = Flask("bandits")
@@ -42,6 +42,6 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     app.config.update(config or {})
     app.extensions["bandits"] = Services(settings, pool_size=app.config.get("POOL_SIZE", 10))
     errors.init_app(app)
-    for module in (health, loops, events, models, evaluations, openapi):
+    for module in (health, loops, events, models, evaluations, exports, openapi):
         app.register_blueprint(module.bp)
     return app

@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 from bandits import __version__
 from bandits import schemas as s
 from bandits.api.http import json_response
+from bandits.export.window import ExportQuery
 from bandits.loop_config import LoopConfig
 
 bp = Blueprint("openapi", __name__)
@@ -19,6 +20,8 @@ bp = Blueprint("openapi", __name__)
 ADMIN, LOOP, NONE = "admin", "loop", "none"
 # A body that is a file, not JSON (in place of a model in ROUTES).
 OCTETS = "application/octet-stream"
+# The log export's bodies: DSJSON lines or a Parquet file, by the `format` parameter.
+EXPORTS = ("application/x-ndjson", "application/vnd.apache.parquet")
 
 # (method, path, summary, auth, request body, {status: (description, model or OCTETS or None)})
 Body = type[BaseModel] | str | None
@@ -80,6 +83,13 @@ ROUTES: list[tuple[str, str, str, str, Body, dict[int, tuple[str, Any]]]] = [
     ("get", "/v1/loops/{loop}/evaluations/{job_id}", "An evaluation job: status, progress, result",
      ADMIN, None, {200: ("The job", s.JobOut),
                    404: ("Unknown loop or evaluation (EvaluationNotFound)", s.ErrorReply)}),
+    ("get", "/v1/loops/{loop}/export", "Stream the decision log as DSJSON or Parquet (docs/export.md)",
+     ADMIN, None,
+     {200: ("The window in time order: DSJSON lines (`vw --dsjson` reads them) or a Parquet file",
+            EXPORTS),
+      422: ("Unknown format (UnknownExportFormat), a since/until that is not ISO 8601 or an "
+            "inverted window (InvalidWindow), an unknown parameter (InvalidExportRequest)",
+            s.ErrorReply)}),
     ("get", "/healthz", "Liveness", NONE, None, {200: ("Alive", s.Health)}),
     ("get", "/readyz", "Readiness (the database answers)", NONE, None,
      {200: ("Ready", s.Health), 503: ("Not ready", s.Health)}),
@@ -94,6 +104,7 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 _QUERIES: dict[tuple[str, str], type[BaseModel]] = {
     ("get", "/v1/loops/{loop}/models"): s.ModelListQuery,
     ("get", "/v1/loops/{loop}/evaluations"): s.JobListQuery,
+    ("get", "/v1/loops/{loop}/export"): ExportQuery,
 }
 
 _COMMON_ERRORS = {
@@ -115,7 +126,9 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _content(model: type[BaseModel] | str) -> dict[str, Any]:
+def _content(model: type[BaseModel] | str | tuple[str, ...]) -> dict[str, Any]:
+    if isinstance(model, tuple):  # one of several file types
+        return {media: {"schema": {"type": "string", "contentMediaType": media}} for media in model}
     if isinstance(model, str):
         return {model: {"schema": {"type": "string", "contentMediaType": model}}}
     return {"application/json": {"schema": _ref(model)}}

@@ -115,28 +115,37 @@ class LoggedEvent(NamedTuple):
     outcomes: list[tuple[str, float]]
     slots: list[dict[str, Any]] | None = None
     slot_outcomes: dict[str, list[tuple[str, float]]] | None = None
+    # Read by exports (``window_pages(..., unactivated=True)``): the model that chose, and
+    # whether the decision was deferred and never activated (logged, never shown).
+    model_version: int | None = None
+    unactivated: bool = False
 
 
-def _window(loop_id: int, since: datetime, until: datetime):
+def _window(loop_id: int, since: datetime, until: datetime, unactivated: bool = False):
+    in_window = and_(Decision.loop_id == loop_id, Decision.ts >= since, Decision.ts < until)
+    if unactivated:
+        return in_window
     # A deferred decision that was never activated was never shown: nothing to evaluate.
-    return and_(
-        Decision.loop_id == loop_id, Decision.ts >= since, Decision.ts < until,
-        or_(Decision.deferred.is_(False), Decision.activated_at.is_not(None)),
-    )
+    return and_(in_window, or_(Decision.deferred.is_(False), Decision.activated_at.is_not(None)))
 
 
-def count_window(loop_id: int, since: datetime, until: datetime, *, session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Decision).where(_window(loop_id, since, until))) or 0
+def count_window(loop_id: int, since: datetime, until: datetime, *, session: Session,
+                 unactivated: bool = False) -> int:
+    return session.scalar(select(func.count()).select_from(Decision).where(
+        _window(loop_id, since, until, unactivated))) or 0
 
 
 def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
-                 page_size: int = 1000) -> Iterator[list[LoggedEvent]]:
+                 page_size: int = 1000, unactivated: bool = False) -> Iterator[list[LoggedEvent]]:
     """The window's decisions in time order (ts, then event_id), ``page_size`` at a time, with
     their outcomes (late ones too: they happened). Keyset pages, each read in its own short
-    transaction, so memory and locks do not grow with the window."""
+    transaction, so memory and locks do not grow with the window.
+
+    ``unactivated``: include the deferred decisions never activated too (exports mark them so
+    that VW skips them), flagged in :attr:`LoggedEvent.unactivated`."""
     after: tuple[datetime, str] | None = None
     while True:
-        condition = _window(loop_id, since, until)
+        condition = _window(loop_id, since, until, unactivated)
         if after is not None:
             condition = and_(condition, or_(Decision.ts > after[0],
                                             and_(Decision.ts == after[0], Decision.event_id > after[1])))
@@ -144,7 +153,8 @@ def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
             rows = session.execute(
                 select(Decision.event_id, Decision.ts, Decision.context, Decision.actions,
                        Decision.excluded, Decision.baseline, Decision.chosen, Decision.probability,
-                       Decision.pmf, Decision.slots)
+                       Decision.pmf, Decision.slots, Decision.model_version,
+                       Decision.deferred & Decision.activated_at.is_(None))
                 .where(condition).order_by(Decision.ts, Decision.event_id).limit(page_size)
             ).all()
             if not rows:
@@ -160,6 +170,7 @@ def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
                     outcomes.setdefault(event_id, []).append((objective, value))
                 else:
                     per_slot.setdefault(event_id, {}).setdefault(slot, []).append((objective, value))
-        yield [LoggedEvent(*row[:9], outcomes.get(row[0], []), row[9], per_slot.get(row[0], {}))
+        yield [LoggedEvent(*row[:9], outcomes.get(row[0], []), row[9], per_slot.get(row[0], {}),
+                           row[10], bool(row[11]))
                for row in rows]
         after = (rows[-1][1], rows[-1][0])
