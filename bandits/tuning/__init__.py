@@ -1,0 +1,31 @@
+"""Choosing a loop's reward weights from its logs (numpy and scipy; no database, no HTTP).
+
+A loop's reward is Σₖ wₖ · outcomeₖ. For a weight vector w, the policy the loop would serve is its
+exploration over argmaxₐ Σₖ wₖ f̂ₖ(x, a), with f̂ₖ one reward model per objective
+(:mod:`~bandits.tuning.policies`). Each objective's value of that policy is estimated by DR and
+SNIPS with intervals and paired lifts over the logger (:mod:`~bandits.tuning.scoring`); weights
+are searched on a grid or by quasi-random points and Nelder-Mead, judged against guardrails, and
+the recommendation is re-estimated on a holdout split (:mod:`~bandits.tuning.search`,
+:func:`tune`). See docs/tuning.md.
+"""
+
+from bandits.tuning.data import TuningArrays
+from bandits.tuning.policies import Exploration, exploration_for
+from bandits.tuning.report import tune
+from bandits.tuning.scoring import ESTIMATORS, Score, Scorer
+from bandits.tuning.search import (
+    Candidate,
+    Guardrail,
+    Problem,
+    Search,
+    pareto_mask,
+    recommend,
+    simplex_grid,
+    sobol_simplex,
+)
+
+__all__ = [
+    "Candidate", "ESTIMATORS", "Exploration", "Guardrail", "Problem", "Score", "Scorer", "Search",
+    "TuningArrays", "exploration_for", "pareto_mask", "recommend", "simplex_grid", "sobol_simplex",
+    "tune",
+]
