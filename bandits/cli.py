@@ -134,7 +134,7 @@ def train(loop_names: tuple[str, ...], once: bool, verbose: bool) -> None:
               help="Seconds without a heartbeat after which a running job is claimed again.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every job.")
 def worker(once: bool, stale_after: float, verbose: bool) -> None:
-    """Run queued jobs (evaluations). Safe to run several: each job is claimed by one worker."""
+    """Run queued jobs (evaluations, tunings). Safe to run several: each job is claimed by one worker."""
     import logging
 
     from bandits.jobs.worker import Worker
@@ -182,18 +182,11 @@ def evaluate(loop: str, since: str, until: str, candidates: tuple[str, ...],
              bootstrap: int, seed: int, as_json: bool) -> None:
     """Run an evaluation job now, in this process, and print its table (the job is recorded)."""
     from bandits.jobs.table import result_table
-    from bandits.jobs.worker import EvaluationService, run_job, worker_name
+    from bandits.jobs.worker import EvaluationService, worker_name
     from bandits.schemas import EvaluationRequest, parse
 
-    def zoned(moment: str) -> str:
-        try:
-            parsed = datetime.fromisoformat(moment)
-        except ValueError:
-            raise click.BadParameter(f"{moment!r} is not an ISO 8601 date or time") from None
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()
-
     body: dict[str, Any] = {
-        "window": {"since": zoned(since), "until": zoned(until)},
+        "window": {"since": _zoned(since), "until": _zoned(until)},
         "candidates": [_candidate(text) for text in candidates],
         "confidence": confidence, "bootstrap": bootstrap, "seed": seed,
     }
@@ -201,25 +194,94 @@ def evaluate(loop: str, since: str, until: str, candidates: tuple[str, ...],
         body["objectives"] = list(objectives)
     if estimators:
         body["estimators"] = [_json_or_string(text) for text in estimators]
-    database = _migrated_database()
-    try:
-        name = worker_name() + ":evaluate"
-        job = _run(lambda: EvaluationService(database).submit(
-            loop, parse(EvaluationRequest, body, "InvalidEvaluation", 422), claimed_by=name))
-        with click.progressbar(length=1000, label=f"evaluation {job['id']}", file=sys.stderr) as bar:
-            def progress(fraction: float) -> None:
-                bar.update(int(fraction * 1000) - bar.pos)
-
-            run_job(database, job["id"], name, progress)
-        done = _run(lambda: EvaluationService(database).get(loop, job["id"]))
-    finally:
-        database.dispose()
-    if done["status"] != "succeeded":
-        raise click.ClickException(f"evaluation {job['id']} failed: {done['error']}")
+    done = _run_job_here("evaluation", lambda database, name: EvaluationService(database).submit(
+        loop, parse(EvaluationRequest, body, "InvalidEvaluation", 422), claimed_by=name),
+        lambda database, job_id: EvaluationService(database).get(loop, job_id), worker_name)
     if as_json:
         _print_json(done)
     else:
         click.echo(result_table(done["result"]))
+
+
+def _zoned(moment: str) -> str:
+    """An ISO 8601 moment with its zone (UTC when it has none)."""
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError:
+        raise click.BadParameter(f"{moment!r} is not an ISO 8601 date or time") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()
+
+
+def _guardrail(text: str) -> dict[str, Any]:
+    objective, _, drop = text.rpartition(":")
+    try:
+        return {"objective": objective, "max_drop": float(drop)}
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give OBJECTIVE:MAX_DROP, e.g. click:0.02",
+                                 param_hint="--guardrail") from None
+
+
+def _run_job_here(noun: str, submit, get, worker_name) -> dict[str, Any]:
+    """Submit a job claimed by this process, run it with a progress bar, return it finished."""
+    from bandits.jobs.worker import run_job
+
+    database = _migrated_database()
+    try:
+        name = worker_name() + f":{noun}"
+        job = _run(lambda: submit(database, name))
+        with click.progressbar(length=1000, label=f"{noun} {job['id']}", file=sys.stderr) as bar:
+            def progress(fraction: float) -> None:
+                bar.update(int(fraction * 1000) - bar.pos)
+
+            run_job(database, job["id"], name, progress)
+        done = _run(lambda: get(database, job["id"]))
+    finally:
+        database.dispose()
+    if done["status"] != "succeeded":
+        raise click.ClickException(f"{noun} {job['id']} failed: {done['error']}")
+    return done
+
+
+@main.command()
+@click.argument("loop")
+@click.option("--since", required=True, help="Window start, ISO 8601 (UTC if no zone).")
+@click.option("--until", required=True, help="Window end (exclusive), ISO 8601.")
+@click.option("--primary", required=True, help="The objective to maximise.")
+@click.option("--guardrail", "guardrails", multiple=True,
+              help="OBJECTIVE:MAX_DROP, e.g. click:0.02 (at most a 2 % drop; repeatable).")
+@click.option("--confidence", default=0.95, show_default=True, type=float)
+@click.option("--budget", default=200, show_default=True, type=int, help="Weight candidates to score.")
+@click.option("--split", default="0.6,0.2,0.2", show_default=True, help="fit,tune,holdout shares.")
+@click.option("--fit-limit", default=200_000, show_default=True, type=int,
+              help="Fit the reward models on at most this many of the fit share's newest events.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def tune(loop: str, since: str, until: str, primary: str, guardrails: tuple[str, ...],
+         confidence: float, budget: int, split: str, fit_limit: int, seed: int, as_json: bool) -> None:
+    """Run a weight-tuning job now, in this process, and print its recommendation (the job is
+    recorded; apply it with POST /v1/loops/LOOP/tunings/ID/apply)."""
+    from bandits.jobs.table import tuning_table
+    from bandits.jobs.worker import TuningService, worker_name
+    from bandits.schemas import TuningRequest, parse
+
+    try:
+        shares = dict(zip(("fit", "tune", "holdout"), (float(x) for x in split.split(",")), strict=True))
+    except ValueError:
+        raise click.BadParameter(f"{split!r}: give three shares, e.g. 0.6,0.2,0.2",
+                                 param_hint="--split") from None
+    body: dict[str, Any] = {
+        "window": {"since": _zoned(since), "until": _zoned(until)}, "primary": primary,
+        "guardrails": [_guardrail(text) for text in guardrails], "confidence": confidence,
+        "budget": budget, "split": shares, "fit_limit": fit_limit, "seed": seed,
+    }
+    done = _run_job_here("tuning", lambda database, name: TuningService(database).submit(
+        loop, parse(TuningRequest, body, "InvalidTuning", 422), claimed_by=name),
+        lambda database, job_id: TuningService(database).get(loop, job_id), worker_name)
+    if as_json:
+        _print_json(done)
+    else:
+        click.echo(tuning_table(done["result"]))
+        click.echo(f"tuning {done['id']}: apply with POST /v1/loops/{loop}/tunings/{done['id']}/apply")
 
 
 @main.group()

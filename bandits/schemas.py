@@ -299,6 +299,64 @@ class EvaluationRequest(_Body):
     seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Seed of the bootstrap.")
 
 
+class GuardrailIn(_Body):
+    objective: str = Field(min_length=1, max_length=64, description="An objective of the loop.")
+    max_drop: float = Field(
+        gt=0.0, le=1.0,
+        description="The largest relative drop allowed against the logging policy's mean (0.02: "
+        "2 %), judged on the lower confidence bound of the paired DR lift; for an objective with "
+        "a negative weight (harmful), the largest relative rise.",
+    )
+
+
+class TuningSplit(_Body):
+    fit: float = Field(default=0.6, gt=0.0, lt=1.0, description="Oldest share: fits the reward models.")
+    tune: float = Field(default=0.2, gt=0.0, lt=1.0, description="Next share: scores the candidates.")
+    holdout: float = Field(default=0.2, gt=0.0, lt=1.0,
+                           description="Newest share: re-estimates the recommendation, untouched before.")
+
+
+class TuningRequest(_Body):
+    window: Window
+    primary: str = Field(min_length=1, max_length=64, description="The objective to maximise.")
+    guardrails: list[GuardrailIn] = Field(
+        default_factory=list, max_length=31,
+        description="Objectives that must not drop by more than `max_drop` (docs/tuning.md).",
+    )
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0,
+                              description="Interval level (guardrails: Bonferroni over them).")
+    budget: int = Field(default=200, ge=2, le=10_000, description="Weight candidates to score.")
+    split: TuningSplit = Field(default_factory=TuningSplit,
+                               description="Shares of the window by time; they must sum to 1.")
+    fit_limit: int = Field(
+        default=200_000, ge=100, le=100_000_000,
+        description="Fit the reward models on at most this many of the fit share's newest events.",
+    )
+    min_ess: float = Field(
+        default=0.01, ge=0.0, le=1.0,
+        description="A candidate whose effective sample size is below this share of the tune "
+        "split's events is not recommended.",
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the quasi-random search.")
+
+
+class ApplyRequest(_Body):
+    rebuild: bool = Field(
+        default=False,
+        description="Also rebuild the model: a new lineage from the empty model that the trainer "
+        "fills by relearning every retained decision with the new weights.",
+    )
+
+
+class ApplyReply(BaseModel):
+    loop: str
+    config_version: int = Field(description="The new config version (it records the tuning).")
+    tuning: int
+    weights: dict[str, float] = Field(description="The objectives' new weights.")
+    model_reset: bool = Field(description="True when the model is being rebuilt.")
+    relearning: int = Field(description="Decisions the trainer will learn again (rebuild).")
+
+
 class JobOut(BaseModel):
     id: int
     kind: str

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 
 from bandits.config import Settings, load_settings
-from bandits.jobs.worker import EvaluationService
+from bandits.jobs.worker import EvaluationService, TuningService
 from bandits.services.decisions import DecisionService
 from bandits.services.loops import LoopService
 from bandits.services.models import ModelService
@@ -27,6 +27,7 @@ class Services:
         self.admin = LoopService(self.db)
         self.models = ModelService(self.db)
         self.evaluations = EvaluationService(self.db)
+        self.tunings = TuningService(self.db)
 
     def close(self) -> None:
         self.decisions.close()
@@ -34,7 +35,9 @@ class Services:
 
 
 def create_app(settings: Settings | None = None, config: dict[str, Any] | None = None) -> Flask:
-    from bandits.api import errors, evaluations, events, exports, health, loops, models, openapi
+    from bandits.api import (
+        errors, evaluations, events, exports, health, loops, models, openapi, tunings,
+    )
 
     settings = settings or load_settings()
     app = Flask("bandits")
@@ -42,6 +45,6 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     app.config.update(config or {})
     app.extensions["bandits"] = Services(settings, pool_size=app.config.get("POOL_SIZE", 10))
     errors.init_app(app)
-    for module in (health, loops, events, models, evaluations, exports, openapi):
+    for module in (health, loops, events, models, evaluations, tunings, exports, openapi):
         app.register_blueprint(module.bp)
     return app

@@ -83,6 +83,28 @@ ROUTES: list[tuple[str, str, str, str, Body, dict[int, tuple[str, Any]]]] = [
     ("get", "/v1/loops/{loop}/evaluations/{job_id}", "An evaluation job: status, progress, result",
      ADMIN, None, {200: ("The job", s.JobOut),
                    404: ("Unknown loop or evaluation (EvaluationNotFound)", s.ErrorReply)}),
+    ("post", "/v1/loops/{loop}/tunings", "Queue a reward-weight tuning job (docs/tuning.md)",
+     ADMIN, s.TuningRequest,
+     {202: ("Queued; a worker (`bandits worker`) runs it", s.JobOut),
+      422: ("Invalid request: unknown objective (UnknownObjective), a guardrail on the primary "
+            "(GuardrailOnPrimary), two guardrails on one objective or a bad field "
+            "(InvalidTuning), max_drop outside (0, 1], shares not summing to 1 (InvalidSplit), an "
+            "inverted window (InvalidWindow), too few decisions for the split (TooFewEvents), a "
+            "loop with one objective (NothingToTune) or not of kind cb (NotYet)", s.ErrorReply)}),
+    ("get", "/v1/loops/{loop}/tunings", "A loop's tuning jobs, newest first", ADMIN, None,
+     {200: ("The jobs", s.JobList)}),
+    ("get", "/v1/loops/{loop}/tunings/{job_id}", "A tuning job: status, progress, result",
+     ADMIN, None, {200: ("The job", s.JobOut),
+                   404: ("Unknown loop or tuning (TuningNotFound)", s.ErrorReply)}),
+    ("post", "/v1/loops/{loop}/tunings/{job_id}/apply",
+     "Set the loop's weights to a tuning's recommendation (a new config version)", ADMIN,
+     s.ApplyRequest,
+     {200: ("Applied; with `rebuild`, a new model lineage relearns the retained decisions",
+            s.ApplyReply),
+      404: ("Unknown loop or tuning (TuningNotFound)", s.ErrorReply),
+      409: ("The tuning has not succeeded (TuningNotDone), recommends keeping the weights "
+            "(NothingToApply), or the loop's objectives changed since (ConfigChanged)",
+            s.ErrorReply)}),
     ("get", "/v1/loops/{loop}/export", "Stream the decision log as DSJSON or Parquet (docs/export.md)",
      ADMIN, None,
      {200: ("The window in time order: DSJSON lines (`vw --dsjson` reads them) or a Parquet file",
@@ -104,6 +126,7 @@ _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 _QUERIES: dict[tuple[str, str], type[BaseModel]] = {
     ("get", "/v1/loops/{loop}/models"): s.ModelListQuery,
     ("get", "/v1/loops/{loop}/evaluations"): s.JobListQuery,
+    ("get", "/v1/loops/{loop}/tunings"): s.JobListQuery,
     ("get", "/v1/loops/{loop}/export"): ExportQuery,
 }
 

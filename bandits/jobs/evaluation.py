@@ -95,7 +95,7 @@ def checked_spec(request: EvaluationRequest, loop_kind: str, config: LoopConfig,
         raise unprocessable("InvalidEvaluation", f"candidate names repeat: {named}; give them "
                             "distinct `name`s", "candidates")
     return {
-        "window": {"since": _utc(window.since).isoformat(), "until": _utc(window.until).isoformat()},
+        "window": {"since": utc(window.since).isoformat(), "until": utc(window.until).isoformat()},
         "kind": loop_kind, "reward_model": request.reward_model,
         "candidates": candidates, "objectives": objectives, "estimators": estimators,
         "confidence": request.confidence, "bootstrap": request.bootstrap, "seed": request.seed,
@@ -116,7 +116,7 @@ def _check_candidate(spec: dict[str, Any], config: LoopConfig, model_exists, tar
             raise unprocessable("InvalidVwArgs", f"{target}: {exc}", f"{target}") from None
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 

@@ -15,16 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bandits.errors import not_found
-from bandits.jobs.evaluation import KIND, checked_spec, run_evaluation
+from bandits.errors import conflict, not_found
+from bandits.jobs import evaluation, tuning
 from bandits.loop_config import LoopConfig
-from bandits.schemas import EvaluationRequest
+from bandits.schemas import EvaluationRequest, TuningRequest
 from bandits.services.loops import loop_or_404
 from bandits.store import jobs as store
+from bandits.store import loops as loop_store
 from bandits.store.db import Database, iso
-from bandits.store.models import Job, Loop, Model
+from bandits.store.jobs import count_window
+from bandits.store.models import Decision, Job, Loop, Model
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,39 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class EvaluationService:
+# What runs a job of each kind: (db, loop id, loop config, spec, progress) -> result.
+RUNNERS = {evaluation.KIND: evaluation.run_evaluation, tuning.KIND: tuning.run_tuning}
+
+
+class _JobService:
+    """Reading and listing the jobs of one kind (``noun`` names them in errors)."""
+
+    kind = ""
+    noun = ""
+
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def _job(self, name: str, job_id: int, session) -> tuple[Loop, Job]:
+        loop = loop_or_404(name, session)
+        job = store.get_job(loop.id, job_id, session=session) if 0 < job_id < 2**31 else None
+        if job is None or job.kind != self.kind:
+            raise not_found(f"{self.noun.capitalize()}NotFound",
+                            f"loop {name!r} has no {self.noun} {job_id}", "id")
+        return loop, job
+
+    def get(self, name: str, job_id: int) -> dict[str, Any]:
+        with self._db.session() as session:
+            return job_json(self._job(name, job_id, session)[1])
+
+    def list(self, name: str, limit: int) -> dict[str, Any]:
+        with self._db.session() as session:
+            loop = loop_or_404(name, session)
+            return {"jobs": [job_json(job) for job in store.list_jobs(loop.id, self.kind, limit, session=session)]}
+
+
+class EvaluationService(_JobService):
+    kind, noun = evaluation.KIND, "evaluation"
 
     def submit(self, name: str, request: EvaluationRequest, claimed_by: str | None = None) -> dict[str, Any]:
         """Check the request against the loop (4xx, nothing written) and queue the job."""
@@ -64,21 +96,53 @@ class EvaluationService:
                 return session.scalar(select(Model.version).where(
                     Model.loop_id == loop.id, Model.version == version)) is not None
 
-            spec = checked_spec(request, loop.kind, config, model_exists)
-            return job_json(store.add_job(loop.id, KIND, spec, session=session, claimed_by=claimed_by))
+            spec = evaluation.checked_spec(request, loop.kind, config, model_exists)
+            return job_json(store.add_job(loop.id, self.kind, spec, session=session, claimed_by=claimed_by))
 
-    def get(self, name: str, job_id: int) -> dict[str, Any]:
+
+class TuningService(_JobService):
+    kind, noun = tuning.KIND, "tuning"
+
+    def submit(self, name: str, request: TuningRequest, claimed_by: str | None = None) -> dict[str, Any]:
+        """Check the request against the loop and its window (4xx, nothing written); queue it."""
         with self._db.session() as session:
             loop = loop_or_404(name, session)
-            job = store.get_job(loop.id, job_id, session=session) if 0 < job_id < 2**31 else None
-            if job is None or job.kind != KIND:
-                raise not_found("EvaluationNotFound", f"loop {name!r} has no evaluation {job_id}", "id")
-            return job_json(job)
+            config = LoopConfig.model_validate(loop.config)
+            spec = tuning.checked_spec(
+                request, loop.kind, config,
+                lambda since, until: count_window(loop.id, since, until, session=session))
+            return job_json(store.add_job(loop.id, self.kind, spec, session=session, claimed_by=claimed_by))
 
-    def list(self, name: str, limit: int) -> dict[str, Any]:
+    def apply(self, name: str, job_id: int, rebuild: bool) -> dict[str, Any]:
+        """Set the loop's weights to the tuning's recommendation: a new config version that
+        records the tuning; with ``rebuild``, also a new model lineage and every retained
+        decision marked to be learned again (with the new weights)."""
         with self._db.session() as session:
-            loop = loop_or_404(name, session)
-            return {"jobs": [job_json(job) for job in store.list_jobs(loop.id, KIND, limit, session=session)]}
+            loop, job = self._job(name, job_id, session)
+            if job.status != store.SUCCEEDED:
+                raise conflict("TuningNotDone", f"tuning {job_id} is {job.status}; only a "
+                               "succeeded tuning can be applied", "id")
+            recommendation = job.result["recommendation"]
+            if recommendation["action"] != "apply":
+                raise conflict("NothingToApply", f"tuning {job_id} recommends keeping the current "
+                               f"weights: {recommendation['reason']}", "id")
+            loop = loop_store.lock_loop(loop.id, session=session)
+            config = LoopConfig.model_validate(loop.config)
+            if [o.name for o in config.objectives] != job.spec["objectives"]:
+                raise conflict("ConfigChanged", "the loop's objectives changed since the tuning "
+                               "ran; run a new tuning", "id")
+            weights = recommendation["weights"]
+            changed = config.model_copy(update={"objectives": [
+                o.model_copy(update={"weight": weights[o.name]}) for o in config.objectives]})
+            loop = loop_store.update_loop_config(loop, changed.to_json(), rebuild, session=session,
+                                                 source=f"tuning:{job_id}")
+            relearn = 0
+            if rebuild:
+                relearn = session.execute(update(Decision).where(Decision.loop_id == loop.id).values(
+                    learned_at=None, learned_version=None)).rowcount
+            session.flush()
+            return {"loop": loop.name, "config_version": loop.config_version, "tuning": job_id,
+                    "weights": weights, "model_reset": rebuild, "relearning": relearn}
 
 
 def run_job(db: Database, job_id: int, worker: str,
@@ -89,7 +153,7 @@ def run_job(db: Database, job_id: int, worker: str,
         assert job is not None
         loop = session.get(Loop, job.loop_id)
         assert loop is not None
-        config, spec, loop_id = LoopConfig.model_validate(loop.config), job.spec, loop.id
+        config, spec, loop_id, kind = LoopConfig.model_validate(loop.config), job.spec, loop.id, job.kind
     last_beat = [time.monotonic()]
 
     def progress(fraction: float) -> None:
@@ -101,7 +165,7 @@ def run_job(db: Database, job_id: int, worker: str,
                     raise JobLost(job_id)
 
     try:
-        result = run_evaluation(db, loop_id, config, spec, progress)
+        result = RUNNERS[kind](db, loop_id, config, spec, progress)
     except JobLost:
         log.warning("job %d was claimed by another worker; dropped", job_id)
         return False

@@ -54,7 +54,8 @@ def scalar_reward(config: LoopConfig, outcomes: Iterable[tuple[str, float]]) -> 
 
 
 def cost(reward: float) -> float:
-    """VW's cost for a reward: the one place where the sign flips."""
+    """VW's cost for a reward, and a reward for VW's cost (predicted costs): the one place
+    where the sign flips."""
     return -reward
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pylibvw
 import vowpalwabbit
 
+from bandits.learning.rewards import cost
 from bandits.loop_config import Bag, Cover, Epsilon, LoopConfig, RND, Softmax, SquareCB
 
 T = TypeVar("T")
@@ -205,6 +206,33 @@ class Learner:
 
     def snapshot(self) -> bytes:
         return _save(self._workspace)
+
+    def close(self) -> None:
+        self._workspace.finish()
+
+
+class Regressor:
+    """A regression of one outcome on (context, action), for reward models (weight tuning).
+
+    ``--cb_adf --cb_type mtr`` with the logged action's probability given as 1: VW regresses
+    the outcome of the logged action on its features (MTR learns the chosen action's example
+    only; probability 1 makes it an unweighted regression), and one predict scores every
+    action. ``vw_args`` are the loop's (its interactions, its bits); the outcome's sign flips
+    through :func:`bandits.learning.rewards.cost` both ways.
+    """
+
+    def __init__(self, vw_args: str = "") -> None:
+        self.arguments = f"--cb_adf --cb_type mtr --quiet {vw_args}".strip()
+        self._workspace = _workspace(self.arguments)
+
+    def learn(self, shared: str | None, actions: list[str], chosen: int, value: float) -> None:
+        labelled = list(actions)
+        labelled[chosen] = f"0:{cost(float(value))!r}:1.0 {actions[chosen]}"
+        _learn_text(self._workspace, "\n".join([shared, *labelled] if shared is not None else labelled))
+
+    def predict(self, shared: str | None, actions: list[str]) -> list[float]:
+        """The predicted outcome of each action, aligned with ``actions``."""
+        return [cost(score) for score in _predict(self._workspace, shared, actions)]
 
     def close(self) -> None:
         self._workspace.finish()

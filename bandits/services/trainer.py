@@ -108,6 +108,13 @@ class LoopTrainer:
                         ))
                 for future in marked:
                     future.result()
+                if not training.lineage_is_current(writer, self.loop_id, self.lineage):
+                    # A reset or a rebuild (an applied tuning) started a new lineage meanwhile:
+                    # what this step learned belongs to the old one. Nothing is marked.
+                    writer.rollback()
+                    self._forget()
+                    log.info("loop %s: a new model lineage started; step dropped", self.name)
+                    return 0
                 if not mark_early:
                     training.mark_learned(writer, self.loop_id, version, event_ids, now)
                 model = Model(

@@ -328,3 +328,35 @@ def _lift(probability: float, factor: float) -> float:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
+
+
+def tradeoff() -> World:
+    """A small world with a sharp trade-off, for weight tuning (tests, demos, benchmarks).
+
+    Three equally likely segments, four offers. Offer ``i`` (i < 3) engages segment ``i``: half
+    of its users click. ``offer-03`` is premium: fewer clicks everywhere but more revenue. Its
+    revenue gain per click lost is 12 in segments 0 and 2 and 1.6 in segment 1, so as revenue's
+    weight grows the best policy first shows it to segments 0 and 2 (clicks -10 % and -20 % there,
+    revenue x1.3 and x1.6), and only at 7.5 times that weight to segment 1 as well (clicks -50 %,
+    revenue x1.2).
+    Revenue is less noisy than in :func:`generate` (a third of clicks convert, sigma 0.3).
+    """
+    segments = [
+        Segment("s0", 1 / 3, {"country": "AR", "device": "mobile", "age_band": "18-24"}),
+        Segment("s1", 1 / 3, {"country": "DE", "device": "desktop", "age_band": "45-54"}),
+        Segment("s2", 1 / 3, {"country": "US", "device": "tablet", "age_band": "25-34"}),
+    ]
+    offers = [Offer(f"offer-{o:02d}", {"vertical": vertical, "payout": payout})
+              for o, (vertical, payout) in enumerate(
+                  [("loans", 10.0), ("cards", 10.0), ("travel", 10.0), ("premium", 30.0)])]
+    click = np.array([[0.50, 0.20, 0.20, 0.45],
+                      [0.20, 0.50, 0.20, 0.25],
+                      [0.20, 0.20, 0.50, 0.40]])
+    conversion = np.array([[0.40, 0.20, 0.20, 0.35],
+                           [0.20, 0.40, 0.20, 0.35],
+                           [0.20, 0.20, 0.40, 0.35]])
+    # Revenue per decision: 2.0 for an engagement offer; premium 2.6, 2.4, 3.2; others 0.4.
+    premium = np.array([2.6, 2.4, 3.2]) / (click[:, 3] * conversion[:, 3])
+    revenue_mean = np.full((3, 4), 10.0)
+    revenue_mean[:, 3] = premium
+    return World(segments, offers, click, conversion, revenue_mean, np.full(4, 0.3))

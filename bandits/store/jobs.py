@@ -135,15 +135,27 @@ def count_window(loop_id: int, since: datetime, until: datetime, *, session: Ses
         _window(loop_id, since, until, unactivated))) or 0
 
 
+def window_position(loop_id: int, since: datetime, until: datetime, rank: int, *,
+                    session: Session) -> tuple[datetime, str] | None:
+    """(ts, event_id) of the window's decision at 0-based ``rank`` in time order (None past the
+    end): where :func:`window_pages` resumes to skip the ones before it without reading them."""
+    row = session.execute(
+        select(Decision.ts, Decision.event_id).where(_window(loop_id, since, until))
+        .order_by(Decision.ts, Decision.event_id).offset(rank).limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
 def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
-                 page_size: int = 1000, unactivated: bool = False) -> Iterator[list[LoggedEvent]]:
+                 page_size: int = 1000, unactivated: bool = False,
+                 after: tuple[datetime, str] | None = None) -> Iterator[list[LoggedEvent]]:
     """The window's decisions in time order (ts, then event_id), ``page_size`` at a time, with
     their outcomes (late ones too: they happened). Keyset pages, each read in its own short
     transaction, so memory and locks do not grow with the window.
 
     ``unactivated``: include the deferred decisions never activated too (exports mark them so
-    that VW skips them), flagged in :attr:`LoggedEvent.unactivated`."""
-    after: tuple[datetime, str] | None = None
+    that VW skips them), flagged in :attr:`LoggedEvent.unactivated`. ``after``: start after this
+    (ts, event_id), e.g. from :func:`window_position`."""
     while True:
         condition = _window(loop_id, since, until, unactivated)
         if after is not None:

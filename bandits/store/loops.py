@@ -89,7 +89,8 @@ def create_loop(name: str, config: dict[str, Any], kind: str, *, session: Sessio
 
 
 def update_loop_config(
-    loop: Loop, config: dict[str, Any], model_reset: bool, *, session: Session
+    loop: Loop, config: dict[str, Any], model_reset: bool, *, session: Session,
+    source: str | None = None,
 ) -> Loop:
     """Store a new config version. Takes a row lock on Postgres so concurrent edits serialise."""
     locked = session.scalars(select(Loop).where(Loop.id == loop.id).with_for_update()).one()
@@ -105,6 +106,7 @@ def update_loop_config(
             config=config,
             model_reset=model_reset,
             created_at=now,
+            source=source,
         )
     )
     return locked

@@ -69,6 +69,8 @@ class LoopConfigVersion(Base):
     config: Mapped[dict[str, Any]] = mapped_column(Json)
     model_reset: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # What made this version when it was not an edit: "tuning:<job id>" for an applied tuning.
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ApiKey(Base):

@@ -10,7 +10,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bandits.store.models import Decision, LoopConfigVersion, Model, Outcome
+from bandits.store.models import Decision, Loop, LoopConfigVersion, Model, Outcome
 
 
 # The JSON documents come back as text: the trainer parses them with orjson, and skips parsing
@@ -164,6 +164,20 @@ def add_model(connection: Connection, model: Model) -> None:
     values = {column.key: getattr(model, column.key) for column in Model.__table__.columns
               if getattr(model, column.key) is not None}
     connection.execute(insert(Model), values)
+
+
+def lineage_is_current(connection: Connection, loop_id: int, lineage: int) -> bool:
+    """Whether ``lineage`` is still the loop's, read in the caller's transaction. On Postgres
+    the loop's row is locked ``FOR SHARE`` first: a config change in flight (which holds it
+    ``FOR UPDATE``) commits before this reads, and one that comes later waits for the caller's
+    commit."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(Loop.id).where(Loop.id == loop_id).with_for_update(read=True))
+    current = connection.scalar(
+        select(func.max(LoopConfigVersion.version)).where(
+            LoopConfigVersion.loop_id == loop_id, LoopConfigVersion.model_reset.is_(True))
+    ) or 1
+    return current == lineage
 
 
 def current_lineage(loop_id: int, *, session: Session) -> int:

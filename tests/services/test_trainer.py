@@ -276,3 +276,32 @@ def test_apprentice_does_not_graduate_while_the_model_disagrees(app, client, db)
     assert client.get("/v1/loops/learn", headers=ADMIN).json["config"]["learning_mode"] == "apprentice"
     assert trainer.agreement() < 0.9
     trainer.close()
+
+
+def test_a_step_during_which_a_new_lineage_starts_is_dropped(app, client, db, monkeypatch):
+    """A reset (or a rebuild by an applied tuning) while a step learns: the step belongs to the old
+    lineage, so it publishes nothing and marks nothing; the next step learns everything anew."""
+    from bandits.services.models import ModelService
+
+    monkeypatch.setattr(trainer_module, "FIRST_CHUNK", 7)
+    monkeypatch.setattr(trainer_module, "CHUNK", 20)
+    key, loop_id = _loop(app)
+    play(client, _bearer(key), 60)
+
+    class Resetting(_Recording):
+        def _learn(self, row) -> None:
+            if len(self.seen) == 30:
+                ModelService(db).reset("learn")
+            super()._learn(row)
+
+    trainer = Resetting(db, loop_id, "learn")
+    assert trainer.step() == 0
+    assert _learned(db, loop_id) == 0
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Model).where(Model.loop_id == loop_id)) == 0
+    trainer.close()
+    fresh = LoopTrainer(db, loop_id, "learn")
+    assert fresh.step() == 60
+    with db.session() as session:
+        assert session.scalar(select(Model.lineage).where(Model.loop_id == loop_id)) == 2
+    fresh.close()
