@@ -151,7 +151,7 @@ def worker(once: bool, stale_after: float, verbose: bool) -> None:
         runner.db.dispose()
 
 
-def _candidate(text: str) -> dict[str, Any]:
+def candidate_shorthand(text: str) -> dict[str, Any]:
     """``logging``, ``uniform``, ``baseline``, ``constant:ID``, ``model:N``, ``vw:ARGS`` or JSON."""
     if text.startswith("{"):
         return _json_or_string(text)
@@ -187,7 +187,7 @@ def evaluate(loop: str, since: str, until: str, candidates: tuple[str, ...],
 
     body: dict[str, Any] = {
         "window": {"since": _zoned(since), "until": _zoned(until)},
-        "candidates": [_candidate(text) for text in candidates],
+        "candidates": [candidate_shorthand(text) for text in candidates],
         "confidence": confidence, "bootstrap": bootstrap, "seed": seed,
     }
     if objectives:
