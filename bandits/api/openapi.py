@@ -76,8 +76,8 @@ ROUTES: list[tuple[str, str, str, str, Body, dict[int, tuple[str, Any]]]] = [
       422: ("Invalid request: unknown candidate kind or estimator (UnknownEstimator), empty or "
             "inverted window (InvalidWindow), bad estimator parameters (InvalidEstimator), bad confidence, unknown objective "
             "(UnknownObjective), no such model (ModelNotFound), VW refused vw_args "
-            "(InvalidVwArgs), an estimator the loop's kind cannot use (UnsupportedEstimator), a vw "
-            "candidate on a ccb or slates loop (NotYet)", s.ErrorReply)}),
+            "with the loop's kind (InvalidVwArgs), an estimator the loop's kind cannot use "
+            "(UnsupportedEstimator)", s.ErrorReply)}),
     ("get", "/v1/loops/{loop}/evaluations", "A loop's evaluation jobs, newest first", ADMIN, None,
      {200: ("The jobs", s.JobList)}),
     ("get", "/v1/loops/{loop}/evaluations/{job_id}", "An evaluation job: status, progress, result",

@@ -86,10 +86,6 @@ def checked_spec(request: EvaluationRequest, loop_kind: str, config: LoopConfig,
         candidates.insert(0, {"kind": "logging"})
     for index, spec in enumerate(candidates):
         _check_candidate(spec, config, model_exists, f"candidates[{index}]")
-        if loop_kind != "cb" and spec["kind"] == "vw":
-            raise unprocessable("NotYet", f"candidates[{index}]: `vw` replay is not yet supported "
-                                f"for {loop_kind} loops (use `model` for a frozen snapshot)",
-                                f"candidates[{index}]")
     named = [c.candidate_name(spec) for spec in candidates]
     if len(set(named)) != len(named):
         raise unprocessable("InvalidEvaluation", f"candidate names repeat: {named}; give them "

@@ -12,6 +12,10 @@ candidate gives, per slot, a PMF over the pool:
 * ``slates``: slots are drawn independently, each from its own actions, so the per-slot
   probabilities are marginals; the slate reward is estimated by ``pi`` and ``snpi``.
 
+A ``vw`` candidate (:class:`SlotReplay`) replays a VW configuration over the window in time
+order: it predicts an event's PMFs as a ``model`` snapshot does, then learns the event as the
+trainer would.
+
 Events with fewer slots than the longest are padded: the missing slots have probability 1 under
 logger and target and reward 0, which leaves PI and RIPS weights and values unchanged (and
 :class:`~bandits.ope.PerSlotEvaluation` skips them).
@@ -19,15 +23,18 @@ logger and target and reward 0, which leaves PI and RIPS weights and values unch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from bandits.jobs import candidates as c
-from bandits.learning.examples import SlotExample, ccb_text, slates_text, slot_line, slot_pmfs
+from bandits.learning.examples import (
+    SlotExample, ccb_text, labelled_slots, labelled_text, slates_text, slot_line, slot_pmfs,
+)
 from bandits.learning.features import action_line, namespaces_text
 from bandits.learning.rewards import objective_values, scalar_reward
-from bandits.learning.vw import Policy
+from bandits.learning.vw import Learner, Policy
 from bandits.loop_config import LoopConfig
 from bandits.ope import Evaluation, PerSlotEvaluation, make_estimator
 from bandits.store.jobs import LoggedEvent
@@ -84,8 +91,14 @@ def allowed_positions(kind: str, event: LoggedEvent) -> list[list[int]]:
 
 
 class SlotCandidate:
+    """A target policy: :meth:`pmfs` for an event (per slot, a PMF over the pool), then
+    :meth:`observe` the event (replay learns it)."""
+
     def pmfs(self, event: LoggedEvent, allowed: list[list[int]]) -> list[list[float]]:
         raise NotImplementedError
+
+    def observe(self, event: LoggedEvent) -> None:
+        """Called after :meth:`pmfs` with the same event."""
 
     def close(self) -> None:
         pass
@@ -134,6 +147,35 @@ class SlotConstant(SlotCandidate):
         return out
 
 
+def _lines(event: LoggedEvent) -> tuple[str, list[str], list[str]]:
+    """An event's VW pieces: the context's namespaces, each action's line, each slot's line."""
+    return (namespaces_text(event.context or {}),
+            [action_line(action["id"], action.get("features")) for action in event.actions],
+            [slot_line(slot["id"], slot.get("features")) for slot in event.slots])
+
+
+def _predicted(kind: str, predict_slots: Callable[[str], list[list[tuple[int, float]]]],
+               event: LoggedEvent, allowed: list[list[int]],
+               lines: tuple[str, list[str], list[str]]) -> list[list[float]]:
+    """VW's per-slot PMFs for an event (see :class:`SlotSnapshot`)."""
+    ids = [action["id"] for action in event.actions]
+    shared, action_lines, slot_lines = lines
+    if kind == "slates":
+        examples = [SlotExample(line, tuple(own)) for line, own in zip(slot_lines, allowed)]
+        scores = predict_slots(slates_text(shared, action_lines, examples))
+        return [pmf for _, pmf in slot_pmfs("slates", examples, scores, len(ids))]
+    slots = event.slots
+    out = []
+    for k, slot in enumerate(slots):
+        earlier = [SlotExample(slot_lines[j], (ids.index(slots[j]["chosen"]),)) for j in range(k)]
+        excluded = set(slot.get("excluded") or [])
+        own = tuple(i for i, a in enumerate(ids) if a not in excluded) if excluded else None
+        examples = [*earlier, SlotExample(slot_lines[k], own)]
+        scores = predict_slots(ccb_text(shared, action_lines, examples))
+        out.append(slot_pmfs("ccb", examples, scores, len(ids))[k][1])
+    return out
+
+
 class SlotSnapshot(SlotCandidate):
     """A frozen model: VW's per-slot PMFs.
 
@@ -149,28 +191,43 @@ class SlotSnapshot(SlotCandidate):
         self._policy = Policy(config, version, blob)
 
     def pmfs(self, event, allowed):
-        ids = [action["id"] for action in event.actions]
-        shared = namespaces_text(event.context or {})
-        lines = [action_line(action["id"], action.get("features")) for action in event.actions]
-        slots = event.slots
-        slot_lines = [slot_line(slot["id"], slot.get("features")) for slot in slots]
-        if self.kind == "slates":
-            examples = [SlotExample(line, tuple(own)) for line, own in zip(slot_lines, allowed)]
-            scores = self._policy.predict_slots(slates_text(shared, lines, examples))
-            return [pmf for _, pmf in slot_pmfs("slates", examples, scores, len(ids))]
-        out = []
-        for k, slot in enumerate(slots):
-            earlier = [SlotExample(slot_lines[j], (ids.index(slots[j]["chosen"]),))
-                       for j in range(k)]
-            excluded = set(slot.get("excluded") or [])
-            own = tuple(i for i, a in enumerate(ids) if a not in excluded) if excluded else None
-            examples = [*earlier, SlotExample(slot_lines[k], own)]
-            scores = self._policy.predict_slots(ccb_text(shared, lines, examples))
-            out.append(slot_pmfs("ccb", examples, scores, len(ids))[k][1])
-        return out
+        return _predicted(self.kind, self._policy.predict_slots, event, allowed, _lines(event))
 
     def close(self):
         self._policy.close()
+
+
+class SlotReplay(SlotCandidate):
+    """A VW configuration learned from scratch over the window, in time order: each event's
+    PMFs are predicted as :class:`SlotSnapshot` predicts them, then the event is learned with
+    its logged labels in the example the trainer builds (``ccb``: per-slot costs; ``slates``:
+    the slate's cost; :func:`bandits.learning.examples.labelled_slots`), from every outcome the
+    job reads (late ones too, which the trainer does not learn). Progressive validation: the
+    PMFs at an event only depend on the events before it."""
+
+    def __init__(self, kind: str, config: LoopConfig) -> None:
+        self.kind = kind
+        self._config = config
+        self._learner = Learner(config)
+        self._lines: tuple[str, list[str], list[str]] | None = None
+
+    def pmfs(self, event, allowed):
+        self._lines = _lines(event)
+        return _predicted(self.kind, self._learner.predict_slots, event, allowed, self._lines)
+
+    def observe(self, event):
+        assert self._lines is not None, "observe follows pmfs"
+        shared, action_lines, _ = self._lines
+        ids = [action["id"] for action in event.actions]
+        action_slots = [action.get("slot") for action in event.actions]
+        outcomes = {None: event.outcomes, **(event.slot_outcomes or {})}
+        examples = labelled_slots(self._config, ids, action_slots, event.slots, outcomes)
+        self._learner.learn_text(
+            labelled_text(self._config, shared, action_lines, examples, outcomes))
+        self._lines = None
+
+    def close(self):
+        self._learner.close()
 
 
 def open_candidate(kind: str, spec: dict[str, Any], config: LoopConfig,
@@ -184,6 +241,8 @@ def open_candidate(kind: str, spec: dict[str, Any], config: LoopConfig,
         return SlotBaseline()
     if name == "constant":
         return SlotConstant(spec["action"])
+    if name == "vw":
+        return SlotReplay(kind, c.replay_config(config, spec))
     assert name == "model" and snapshot is not None, name
     return SlotSnapshot(kind, *snapshot)
 
@@ -251,6 +310,7 @@ class SlotEvaluations:
             ids = [action["id"] for action in event.actions]
             for name, policy in policies.items():
                 pmfs = policy.pmfs(event, allowed)
+                policy.observe(event)
                 for k, (slot, pmf) in enumerate(zip(slots, pmfs)):
                     chosen = ids.index(slot["chosen"])
                     # The logger's own probability, exactly: its weights are all 1.

@@ -25,10 +25,14 @@ any process (each slot has its own seed, so the draws of a slate are independent
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bandits.learning.features import identified_line
+from bandits.learning.rewards import cost, scalar_reward
 from bandits.learning.sampling import normalise
+from bandits.loop_config import LoopConfig
 
 SLOT_NAMESPACE = "_slot"
 
@@ -89,6 +93,49 @@ def slates_text(
             label = f" {slot.allowed.index(slot.chosen)}:{slot.probability!r}"
         lines.append(f"slates slot{label}{_tag(slot)} {slot.line}")
     return "\n".join(lines)
+
+
+# Outcomes of a decision, (objective, value) pairs in arrival order, by slot id (None: the
+# decision's own, a slates loop's slate reward).
+SlotOutcomes = Mapping[str | None, Sequence[tuple[str, float]]]
+
+
+def labelled_slots(config: LoopConfig, ids: list[str], action_slots: list[str | None],
+                   slots: list[dict[str, Any]], outcomes: SlotOutcomes) -> list[SlotExample]:
+    """A logged decision's slots (``decisions.slots``) labelled as the trainer learns them.
+
+    ``ids`` and ``action_slots`` are the pool's action ids and (``slates``) the slot each action
+    belongs to. Each slot keeps the actions it could take (``ccb``: the pool less its exclusions,
+    ``None`` when it has none; ``slates``: its own actions less its exclusions), its logged
+    action and probability and, on ``ccb``, the cost of its own outcomes (the objectives'
+    defaults where none came)."""
+    position = {action_id: index for index, action_id in enumerate(ids)}
+    examples = []
+    for slot in slots:
+        excluded = set(slot.get("excluded") or ())
+        if config.kind == "slates":
+            allowed: tuple[int, ...] | None = tuple(
+                i for i, action_id in enumerate(ids)
+                if action_slots[i] == slot["id"] and action_id not in excluded
+            )
+            slot_cost = None
+        else:
+            allowed = tuple(i for i, a in enumerate(ids) if a not in excluded) if excluded else None
+            slot_cost = cost(scalar_reward(config, outcomes.get(slot["id"], ())))
+        examples.append(SlotExample(
+            slot_line(slot["id"], slot.get("features")), allowed, chosen=position[slot["chosen"]],
+            probability=slot["probability"], cost=slot_cost,
+        ))
+    return examples
+
+
+def labelled_text(config: LoopConfig, shared: str, actions: list[str], slots: list[SlotExample],
+                  outcomes: SlotOutcomes) -> str:
+    """The example the trainer learns for :func:`labelled_slots`: ``ccb`` with each slot's own
+    cost, ``slates`` with one cost for the slate (from the decision's outcomes)."""
+    if config.kind == "ccb":
+        return ccb_text(shared, actions, slots)
+    return slates_text(shared, actions, slots, cost(scalar_reward(config, outcomes.get(None, ()))))
 
 
 def slot_pmfs(

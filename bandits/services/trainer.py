@@ -22,7 +22,9 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from bandits.learning.examples import SlotExample, ccb_text, slates_text, slot_line, slot_pmfs
+from bandits.learning.examples import (
+    SlotExample, ccb_text, labelled_slots, labelled_text, slates_text, slot_pmfs,
+)
 from bandits.learning.features import action_line, namespaces_text, shared_line
 from bandits.learning.rewards import complete_early, cost, scalar_reward
 from bandits.learning.vw import Learner
@@ -158,39 +160,21 @@ class LoopTrainer:
 
     def _learn_slots(self, row: training.LearnRow) -> None:
         """``ccb``: each slot labelled with its own cost (its outcomes, defaults where none came);
-        ``slates``: one cost for the slate. Each slot keeps the actions it could take."""
+        ``slates``: one cost for the slate. Each slot keeps the actions it could take
+        (:func:`bandits.learning.examples.labelled_slots`, which evaluation replays share)."""
         assert self.config is not None and self.learner is not None
         kind = self.config.kind
         ids, lines, action_slots = self._action_lines(row.actions)
-        position = {action_id: index for index, action_id in enumerate(ids)}
         context = namespaces_text(orjson.loads(row.context))
         logged = orjson.loads(row.slots)
-        examples = []
-        for slot in logged:
-            excluded = set(slot["excluded"])
-            if kind == "slates":
-                allowed: tuple[int, ...] | None = tuple(
-                    i for i, action_id in enumerate(ids)
-                    if action_slots[i] == slot["id"] and action_id not in excluded
-                )
-            else:
-                allowed = tuple(i for i, a in enumerate(ids) if a not in excluded) if excluded else None
-            examples.append(SlotExample(
-                slot_line(slot["id"], slot["features"]), allowed, chosen=position[slot["chosen"]],
-                probability=slot["probability"],
-                cost=cost(scalar_reward(self.config, row.outcomes.get(slot["id"], []))),
-            ))
+        examples = labelled_slots(self.config, ids, action_slots, logged, row.outcomes)
         if row.learning_mode == "apprentice" and self.config.learning_mode == "apprentice":
             unlabelled = [SlotExample(e.line, e.allowed) for e in examples]
             text = (ccb_text if kind == "ccb" else slates_text)(context, lines, unlabelled)
             picks = slot_pmfs(kind, unlabelled, self.learner.predict_slots(text), len(ids))
             for (_, pmf), slot in zip(picks, logged):  # the model's most probable pick, per slot
-                self._agree(max(range(len(pmf)), key=pmf.__getitem__) == position[slot["baseline"]])
-        if kind == "ccb":
-            text = ccb_text(context, lines, examples)
-        else:
-            text = slates_text(context, lines, examples, cost(scalar_reward(self.config, row.outcomes.get(None, []))))
-        self.learner.learn_text(text)
+                self._agree(ids[max(range(len(pmf)), key=pmf.__getitem__)] == slot["baseline"])
+        self.learner.learn_text(labelled_text(self.config, context, lines, examples, row.outcomes))
 
     def _agree(self, agreed: bool) -> None:
         """Apprentice mode: note whether the model's own pick was the baseline."""

@@ -158,10 +158,10 @@ def test_windows_loops_and_keys_are_checked(app, client, db, loop_key):
         reply = client.post(EVALUATIONS.format("shop"), headers=ADMIN,
                             json={"window": window, "candidates": [{"kind": "uniform"}]})
         assert reply.status_code == 422 and reply.json["error"]["code"] == code, reply.json
-    _make_loop(app, "page", {"kind": "ccb"})  # ccb jobs run, but not `vw` replays yet
-    reply = client.post(EVALUATIONS.format("page"), headers=ADMIN,
-                        json={"window": _window(), "candidates": [{"kind": "vw", "vw_args": ""}]})
-    assert reply.status_code == 422 and reply.json["error"]["code"] == "NotYet", reply.json
+    _make_loop(app, "page", {"kind": "ccb"})  # vw args are checked with the loop's kind
+    reply = client.post(EVALUATIONS.format("page"), headers=ADMIN, json={
+        "window": _window(), "candidates": [{"kind": "vw", "vw_args": "--oaa 3"}]})
+    assert reply.status_code == 422 and reply.json["error"]["code"] == "InvalidVwArgs", reply.json
     reply = client.post(EVALUATIONS.format("shop"), json={"window": _window(), "candidates": [{"kind": "uniform"}]},
                         headers={"Authorization": f"Bearer {loop_key}"})
     assert reply.status_code == 403
