@@ -1,12 +1,14 @@
-"""Weight-tuning jobs: check a spec against its loop, read the window once, tune.
+"""Weight-tuning jobs: check a spec against its loop, read the window, tune, confirm.
 
-The window is split by time (rank order) into fit / tune / holdout shares. One pass reads it in
-keyset pages: on the fit share (at most ``fit_limit`` of its newest events) one VW regression per
-objective learns the logged action's outcome (:class:`bandits.learning.vw.Regressor`, the loop's
-features and ``vw_args``); on the tune and holdout shares those models score every allowed
-action, and the arrays go to :func:`bandits.tuning.tune` (search, guardrails, Pareto front,
-recommendation re-estimated on the holdout). The reward models never see the events they help
-estimate (cross-fitting by time).
+The window is split by time (rank order) into fit / tune / holdout shares
+(:mod:`bandits.jobs.tuning_reading` reads them): on the fit share (at most ``fit_limit`` of its
+newest decisions; the older ones are not read) one VW regression per objective learns the logged
+action's outcome; the tune and holdout shares are read by two child processes whose copies of
+those models score every allowed action. :func:`bandits.tuning.tune` searches weights on the tune
+share with those scores, then confirms its best candidates with the policy the loop would
+actually learn with them (its own VW model trained on the fit share with the scalar reward of
+those weights), chooses among the confirmed ones and re-estimates the choice on the holdout. The
+reward models and the trained policies never see the events they are judged on.
 """
 
 from __future__ import annotations
@@ -16,24 +18,23 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import orjson
 
 from bandits.errors import unprocessable
+from bandits.jobs import tuning_reading as reading
 from bandits.jobs.evaluation import utc
-from bandits.learning.features import action_line, shared_line
-from bandits.learning.rewards import objective_values
 from bandits.learning.vw import Regressor, VwArgsError
 from bandits.loop_config import LoopConfig
 from bandits.schemas import TuningRequest
 from bandits.store import training
 from bandits.store.db import Database
-from bandits.store.jobs import LoggedEvent, count_window, window_pages, window_position
+from bandits.store.jobs import count_window, window_position
 from bandits.tuning import Guardrail, Problem, TuningArrays, exploration_for, tune
 
 KIND = "tuning"
 MIN_SPLIT_EVENTS = 100
 PAGE_SIZE = 1000
-READ_SHARE = 0.7  # of the progress bar: reading and fitting; the rest is the search
+READ_SHARE, SEARCH_SHARE = 0.6, 0.3  # of the progress bar; the rest: confirming with trained models
+CONFIRM = 3  # distinct policies among the search's best, confirmed by training the loop's model
 
 Progress = Callable[[float], None]
 
@@ -102,62 +103,6 @@ def checked_spec(request: TuningRequest, loop_kind: str, config: LoopConfig,
     }
 
 
-class _Split:
-    """One share's events as lists, then :class:`TuningArrays`."""
-
-    def __init__(self) -> None:
-        self.predictions: list[np.ndarray] = []
-        self.logged: list[int] = []
-        self.propensity: list[float] = []
-        self.outcomes: list[list[float]] = []
-        self.first: str | None = None
-        self.last: str | None = None
-
-    def add(self, event: LoggedEvent, predictions: np.ndarray, chosen: int, outcomes: list[float]) -> None:
-        self.predictions.append(predictions)
-        self.logged.append(chosen)
-        self.propensity.append(event.probability)
-        self.outcomes.append(outcomes)
-        self.first = self.first or event.ts.isoformat()
-        self.last = event.ts.isoformat()
-
-    def arrays(self) -> TuningArrays:
-        width = max(len(p) for p in self.predictions)
-        objectives = self.predictions[0].shape[1]
-        padded = np.zeros((len(self.predictions), width, objectives))
-        allowed = np.zeros((len(self.predictions), width), dtype=bool)
-        for row, values in enumerate(self.predictions):
-            padded[row, :len(values)] = values
-            allowed[row, :len(values)] = True
-        return TuningArrays.of(padded, allowed, np.array(self.logged), np.array(self.propensity),
-                               np.array(self.outcomes))
-
-
-class _Lines:
-    """The VW text of logged events, remembering action sets (most events offer the same)."""
-
-    def __init__(self, size: int = 1024) -> None:
-        self._actions: dict[bytes, tuple[list[str], list[str]]] = {}
-        self._size = size
-
-    def __call__(self, event: LoggedEvent) -> tuple[str | None, list[str], int]:
-        """The event's shared line, its allowed actions' lines, the logged action's index among
-        them."""
-        key = orjson.dumps(event.actions)
-        cached = self._actions.get(key)
-        if cached is None:
-            cached = ([a["id"] for a in event.actions],
-                      [action_line(a["id"], a.get("features")) for a in event.actions])
-            if len(self._actions) < self._size:
-                self._actions[key] = cached
-        ids, lines = cached
-        if event.excluded:
-            excluded = set(event.excluded)
-            kept = [i for i, action_id in enumerate(ids) if action_id not in excluded]
-            ids, lines = [ids[i] for i in kept], [lines[i] for i in kept]
-        return shared_line(event.context), lines, ids.index(event.chosen)
-
-
 def run_tuning(db: Database, loop_id: int, config: LoopConfig, spec: dict[str, Any],
                progress: Progress = lambda fraction: None, page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """Tune the loop's weights on the spec's window; the job's result (JSON-ready)."""
@@ -175,66 +120,44 @@ def run_tuning(db: Database, loop_id: int, config: LoopConfig, spec: dict[str, A
     if [o.name for o in config.objectives] != names:
         raise ValueError("the loop's objectives changed since the tuning was submitted")
     skip = max(fit_n - spec["fit_limit"], 0)
-    with db.session() as session:  # the fit share's older decisions are not read at all
-        start = window_position(loop_id, since, until, skip - 1, session=session) if skip else None
-    lines_of = _Lines()
-    models = [Regressor(config.vw_args) for _ in names]
-    learn_scale = None
-    fit_sum, fit_square, fitted = np.zeros(len(names)), np.zeros(len(names)), 0
-    shares = {"tune": _Split(), "holdout": _Split()}
+    with db.session() as session:  # where each part starts; the fit share's older part is not read
+        starts = [window_position(loop_id, since, until, rank - 1, session=session) if rank else None
+                  for rank in (skip, fit_n, fit_n + tune_n)]
+    window = reading.Window(loop_id, since, until, page_size, names)
+    read = fit_n - skip + tune_n + holdout_n
+    fitted = reading.fit(db, config, window, starts[0], fit_n - skip,
+                         lambda done: progress(READ_SHARE * done / read))
+    parts = reading.Parts(db, config, window, fitted, [(starts[1], tune_n), (starts[2], holdout_n)],
+                          lambda done: progress(READ_SHARE * (fit_n - skip + done) / read))
     try:
-        rank = skip
-        for page in window_pages(db, loop_id, since, until, page_size, after=start):
-            for event in page:
-                values = objective_values(config, event.outcomes)
-                outcomes = [values[name] for name in names]
-                shared, lines, chosen = lines_of(event)
-                if rank < fit_n:
-                    if learn_scale is None:  # VW learns outcomes of about unit size
-                        learn_scale = _learn_scales(page, config, names)
-                    for model, value, scale in zip(models, outcomes, learn_scale):
-                        model.learn(shared, lines, chosen, value / scale)
-                    fit_sum += outcomes
-                    fit_square += np.square(outcomes)
-                    fitted += 1
-                else:
-                    predictions = np.array([model.predict(shared, lines) for model in models]).T
-                    predictions *= learn_scale
-                    share = shares["tune" if rank < fit_n + tune_n else "holdout"]
-                    share.add(event, predictions, chosen, outcomes)
-                rank += 1
-            progress(READ_SHARE * (rank - skip) / (total - skip))
+        tune_arrays, holdout_arrays = (share.arrays() for share in parts.shares)
+
+        def confirm(weights: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+            models = [reading.train(config, fitted, w) for w in weights]
+            tune_pmfs, holdout_pmfs = parts.pmfs(models)
+            return list(zip(tune_pmfs, holdout_pmfs))
+
+        exploration, note = exploration_for(config.exploration, learned or total)
+        problem = Problem(
+            objectives=tuple(names), primary=spec["primary"],
+            guardrails=tuple(Guardrail(g["objective"], g["max_drop"]) for g in spec["guardrails"]),
+            current=np.array([spec["current_weights"][name] for name in names]),
+            scales=fitted.scales(), alpha=1.0 - spec["confidence"],
+            min_ess=spec["min_ess"] * tune_arrays.n)
+        result = tune(problem, exploration, tune_arrays, holdout_arrays, spec["budget"], spec["seed"],
+                      lambda fraction: progress(READ_SHARE + SEARCH_SHARE * fraction),
+                      confirm=confirm, confirm_count=spec.get("confirm", CONFIRM))
     finally:
-        for model in models:
-            model.close()
-    tune_arrays, holdout_arrays = shares["tune"].arrays(), shares["holdout"].arrays()
-    fit_mean = fit_sum / fitted
-    fit_std = np.sqrt(np.maximum(fit_square / fitted - fit_mean ** 2, 0.0))
-    scales = np.where(np.abs(fit_mean) > 1e-12, np.abs(fit_mean), np.where(fit_std > 0, fit_std, 1.0))
-    exploration, note = exploration_for(config.exploration, learned or total)
-    problem = Problem(
-        objectives=tuple(names), primary=spec["primary"],
-        guardrails=tuple(Guardrail(g["objective"], g["max_drop"]) for g in spec["guardrails"]),
-        current=np.array([spec["current_weights"][name] for name in names]),
-        scales=scales, alpha=1.0 - spec["confidence"], min_ess=spec["min_ess"] * tune_arrays.n)
-    result = tune(problem, exploration, tune_arrays, holdout_arrays, spec["budget"], spec["seed"],
-                  lambda fraction: progress(READ_SHARE + (1 - READ_SHARE) * fraction))
+        parts.close()
     result["run"] = {
-        "events": {"window": total, "fit": fit_n, "fit_used": fitted, "tune": tune_arrays.n,
+        "events": {"window": total, "fit": fit_n, "fit_used": fitted.count, "tune": tune_arrays.n,
                    "holdout": holdout_arrays.n},
-        "tune_from": shares["tune"].first, "holdout_from": shares["holdout"].first,
+        "tune_from": parts.shares[0].first, "holdout_from": parts.shares[1].first,
         "exploration": {"algorithm": exploration.algorithm, "parameter": exploration.parameter,
                         "note": note},
-        "reward_models": _quality(tune_arrays, names, fit_mean),
+        "reward_models": _quality(tune_arrays, names, fitted.mean),
     }
     return result
-
-
-def _learn_scales(page: list[LoggedEvent], config: LoopConfig, names: list[str]) -> np.ndarray:
-    """Per objective, the mean absolute outcome of the first page (1 where all are 0)."""
-    values = np.array([[objective_values(config, e.outcomes)[n] for n in names] for e in page])
-    scale = np.abs(values).mean(axis=0)
-    return np.where(scale > 0, scale, 1.0)
 
 
 def _quality(arrays: TuningArrays, names: list[str], fit_mean: np.ndarray) -> dict[str, Any]:

@@ -221,9 +221,12 @@ class Regressor:
     through :func:`bandits.learning.rewards.cost` both ways.
     """
 
-    def __init__(self, vw_args: str = "") -> None:
+    def __init__(self, vw_args: str = "", blob: bytes | None = None) -> None:
         self.arguments = f"--cb_adf --cb_type mtr --quiet {vw_args}".strip()
-        self._workspace = _workspace(self.arguments)
+        self._workspace = _load(self.arguments, blob)
+
+    def save(self) -> bytes:
+        return _save(self._workspace)
 
     def learn(self, shared: str | None, actions: list[str], chosen: int, value: float) -> None:
         labelled = list(actions)

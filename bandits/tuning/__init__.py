@@ -4,9 +4,10 @@ A loop's reward is Σₖ wₖ · outcomeₖ. For a weight vector w, the policy t
 exploration over argmaxₐ Σₖ wₖ f̂ₖ(x, a), with f̂ₖ one reward model per objective
 (:mod:`~bandits.tuning.policies`). Each objective's value of that policy is estimated by DR and
 SNIPS with intervals and paired lifts over the logger (:mod:`~bandits.tuning.scoring`); weights
-are searched on a grid or by quasi-random points and Nelder-Mead, judged against guardrails, and
-the recommendation is re-estimated on a holdout split (:mod:`~bandits.tuning.search`,
-:func:`tune`). See docs/tuning.md.
+are searched on a grid or by quasi-random points and Nelder-Mead and judged against guardrails
+(:mod:`~bandits.tuning.search`); :func:`tune` shortlists the best distinct policies, confirms
+them with the policies the loop would learn (given by its caller) and re-estimates the
+recommendation on a holdout split. See docs/tuning.md.
 """
 
 from bandits.tuning.data import TuningArrays

@@ -63,22 +63,89 @@ def candidate_json(problem: Problem, candidate: Candidate, index: int | None = N
     return {"id": index, **row} if index is not None else row
 
 
+Confirm = Callable[[list[np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]
+"""Trains the policy the loop would serve with each weight vector; returns its (A, n)
+probabilities on the tune and on the holdout split's events."""
+
+
+def _shortlist(search: Search, candidates: list[Candidate], count: int) -> list[Candidate]:
+    """Up to ``count`` of the best candidates that pass, better than the current weights, one
+    per distinct policy (equal estimates), and robust: every neighbour of theirs (each
+    normalised weight moved by the sensitivity step) passes the guardrails too, since the reward
+    models' errors move the borders between policies. A policy is represented by the weights
+    that make it the easiest to learn (:meth:`Scorer.learnability`)."""
+    groups: dict[tuple[float, ...], list[Candidate]] = {}
+    for candidate in candidates:
+        if candidate.passes and candidate.reliable and candidate.source != "current" and candidate.criterion > 0:
+            groups.setdefault(tuple(np.round(candidate.score.value[0], 12)), []).append(candidate)
+    chosen: list[Candidate] = []
+    for members in sorted(groups.values(), key=lambda group: -group[0].criterion):
+        clearest = max(members, key=lambda c: search.scorer.learnability(c.weights))
+        if all(neighbour.passes for neighbour in sensitivity(search, clearest)):
+            chosen.append(clearest)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def _confirmed(problem: Problem, tune_scorer: Scorer, holdout_scorer: Scorer,
+               current: Candidate, shortlist: list[Candidate], confirm: Confirm) -> list[dict[str, Any]]:
+    """The shortlist's and the current weights' trained policies, judged on the tune split
+    against the current weights' trained policy, and their holdout estimates."""
+    pmfs = confirm([current.weights, *(c.weights for c in shortlist)])
+    tune_scorer.set_reference_pmf(pmfs[0][0])
+    holdout_scorer.set_reference_pmf(pmfs[0][1])
+    out = []
+    for candidate, (tune_pmf, holdout_pmf) in zip([current, *shortlist], pmfs):
+        trained = Candidate(candidate.source, candidate.point, candidate.weights,
+                            tune_scorer.score_pmf(tune_pmf))
+        trained.guardrails, trained.passes, trained.reliable, trained.criterion = judge(
+            problem, trained.score, tune_scorer.logged_mean)
+        held = holdout_scorer.score_pmf(holdout_pmf)
+        checks, passes, reliable, _ = judge(problem, held, holdout_scorer.logged_mean)
+        out.append({"candidate": candidate, "trained": trained, "holdout": held,
+                    "holdout_checks": (checks, passes, reliable)})
+    return out
+
+
 def tune(problem: Problem, exploration: Exploration, tune_split: TuningArrays,
          holdout_split: TuningArrays, budget: int, seed: int,
-         progress: Callable[[float], None] = lambda fraction: None) -> dict[str, Any]:
+         progress: Callable[[float], None] = lambda fraction: None,
+         confirm: Confirm | None = None, confirm_count: int = 3) -> dict[str, Any]:
     """Search weights on ``tune_split``, pick one, re-estimate it on ``holdout_split``.
+
+    With ``confirm``, the search's best candidates (up to ``confirm_count`` distinct policies
+    that pass) and the current weights are confirmed: the policies the loop would actually serve
+    with them (``confirm`` trains them) are estimated on both splits, and the recommendation is
+    chosen among those by the same rule. Without it, among the reward models' policies.
 
     Returns the candidates table, the Pareto front (candidate ids), the recommendation with its
     holdout estimates and sensitivity, and the logger's means on both splits.
     """
     search = Search(problem, Scorer(tune_split, exploration), progress)
     candidates = search.run(budget, seed)
-    chosen, reason = recommend(candidates)
     current = candidates[0]
     holdout = Scorer(holdout_split, exploration)
-    picked = chosen or current
-    holdout_score = holdout.score(picked.weights)
-    checks, passes, reliable, _ = judge(problem, holdout_score, holdout.logged_mean)
+    confirmed: list[dict[str, Any]] = []
+    shortlist = _shortlist(search, candidates, max(confirm_count, 1))
+    if confirm is None:
+        chosen, reason = recommend([current, *shortlist[:1]])
+        picked = chosen or current
+        holdout_score = holdout.score(picked.weights)
+        current_holdout = holdout.score(current.weights)
+        checks, passes, reliable, _ = judge(problem, holdout_score, holdout.logged_mean)
+    else:
+        confirmed = _confirmed(problem, search.scorer, holdout, current, shortlist, confirm)
+        trained = [entry["trained"] for entry in confirmed]
+        best, reason = recommend(trained)
+        entry = next((e for e in confirmed if e["trained"] is best), confirmed[0])
+        chosen = entry["candidate"] if best is not None else None
+        picked = chosen or current
+        holdout_score = entry["holdout"]
+        current_holdout = confirmed[0]["holdout"]
+        checks, passes, reliable = entry["holdout_checks"]
+        if best is not None:
+            reason += " (confirmed with the policy the loop learns with them)"
     recommendation: dict[str, Any] = {
         "action": "apply" if chosen is not None else "keep",
         "reason": reason,
@@ -91,10 +158,10 @@ def tune(problem: Problem, exploration: Exploration, tune_split: TuningArrays,
         },
     }
     if chosen is not None:
-        recommendation["current_holdout"] = score_json(problem, holdout.score(current.weights))
+        recommendation["current_holdout"] = score_json(problem, current_holdout)
         recommendation["sensitivity"] = [
             candidate_json(problem, neighbour) for neighbour in sensitivity(search, chosen)]
-    return {
+    result = {
         "objectives": list(problem.objectives), "primary": problem.primary,
         "guardrails": [{"objective": g.objective, "max_drop": g.max_drop} for g in problem.guardrails],
         "confidence": 1.0 - problem.alpha, "estimators": list(ESTIMATORS),
@@ -106,3 +173,11 @@ def tune(problem: Problem, exploration: Exploration, tune_split: TuningArrays,
         "pareto_front": [i for i, c in enumerate(candidates) if c.pareto],
         "recommendation": recommendation,
     }
+    if confirm is not None:
+        result["confirmed"] = [{
+            "candidate": candidates.index(entry["candidate"]),
+            "weights": _rounded(entry["candidate"].weights, problem.objectives),
+            "tune": candidate_json(problem, entry["trained"]),
+            "holdout": score_json(problem, entry["holdout"]),
+        } for entry in confirmed]
+    return result

@@ -27,6 +27,7 @@ from bandits.tuning.data import TuningArrays
 from bandits.tuning.policies import Exploration
 
 ESTIMATORS = ("dr", "snips")
+LEARNABILITY_QUANTILE = 0.05
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,12 @@ class Scorer:
 
     def set_reference(self, weights: np.ndarray) -> None:
         """Score every later policy against the policy of ``weights`` too (paired, by DR)."""
+        self.set_reference_pmf(self.pmf(weights))
+
+    def set_reference_pmf(self, pmf: np.ndarray) -> None:
+        """Score every later policy against the policy whose (A, n) probabilities are ``pmf``."""
         self._reference = None
-        pmf = self.pmf(weights)
+        pmf = np.asarray(pmf, dtype=np.float32)
         rho = pmf[self.arrays.logged, self._columns] * self._inverse_propensity
         q_target = np.einsum("an,kan->kn", pmf, self._predictions, dtype=np.float64)
         self._reference = q_target + self._residual * rho
@@ -101,9 +106,33 @@ class Scorer:
         return self.exploration.pmf(scores, self._allowed)
 
     def score(self, weights: np.ndarray) -> Score:
+        return self.score_pmf(self.pmf(weights))
+
+    def learnability(self, weights: np.ndarray) -> float:
+        """How clearly the loop could learn the policy of ``weights``: the reward models' margin
+        between the best action and the next one at the events where it is smallest (its 5th
+        percentile over events), in standard deviations of the scalar reward Σ wₖ rₖ (its noise
+        per decision). Weight vectors that
+        give the same policy can differ a lot: with small margins the loop's own model, learning
+        from noisy rewards, serves another policy than the one estimated."""
+        weights = np.asarray(weights, dtype=float)
+        noise = float(np.std(self.arrays.outcomes @ weights))
+        scores = np.tensordot(weights.astype(np.float32), self._predictions, axes=1)
+        if self._allowed is not None:
+            scores = np.where(self._allowed, scores, -np.inf)
+        if scores.shape[0] < 2 or noise <= 0:
+            return 0.0
+        top = np.partition(scores, scores.shape[0] - 2, axis=0)[-2:]
+        margin = top[1] - top[0]
+        margin = margin[np.isfinite(margin)]
+        return float(np.quantile(margin, LEARNABILITY_QUANTILE) / noise) if margin.size else 0.0
+
+    def score_pmf(self, pmf: np.ndarray) -> Score:
+        """The estimates of a policy given by its (A, n) probabilities at every event (0 where
+        an action is not allowed), e.g. a trained model's."""
         arrays = self.arrays
         n, k = arrays.n, arrays.objectives
-        pmf = self.pmf(weights)
+        pmf = np.asarray(pmf, dtype=np.float32)
         rho = pmf[arrays.logged, self._columns] * self._inverse_propensity
         q_target = np.einsum("an,kan->kn", pmf, self._predictions, dtype=np.float64)
         outcomes = self._outcomes

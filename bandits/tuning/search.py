@@ -38,8 +38,6 @@ from bandits.tuning.scoring import Score, Scorer
 DR, SNIPS = 0, 1
 SENSITIVITY_STEP = 0.05
 THREADS = min(os.cpu_count() or 1, 4)  # candidates scored at once
-# Criteria closer than this many standard errors of the best one's gain are near-ties.
-NEAR_TIE = 0.1
 
 
 @dataclass(frozen=True)
@@ -246,13 +244,7 @@ class Search:
 
 
 def recommend(candidates: list[Candidate]) -> tuple[Candidate | None, str]:
-    """The candidate to apply (None: keep the current weights) and why.
-
-    Many weight vectors give the same policy (the same best action everywhere), or policies
-    whose estimates differ by far less than their noise; those near-ties are settled for the
-    one deepest inside the region they cover (farthest from every other candidate), so that the
-    reward models' errors, which move the regions' borders, are the least likely to change what
-    the weights do once applied."""
+    """The candidate to apply (None: keep the current weights) and why."""
     eligible = [c for c in candidates if c.passes and c.reliable]
     if not eligible:
         return None, ("no candidate passes every guardrail with a reliable estimate; keep the "
@@ -261,21 +253,8 @@ def recommend(candidates: list[Candidate]) -> tuple[Candidate | None, str]:
     if best.source == "current" or best.criterion <= 0:
         return None, ("no candidate that passes every guardrail is better than the current "
                       "weights on the primary objective with confidence; keep them")
-    tolerance = NEAR_TIE * _criterion_error(best)
-    tied = [c for c in eligible if c.criterion >= best.criterion - tolerance and c.source != "current"]
-    others = np.array([c.point for c in candidates if not any(c is t for t in tied)])
-    if len(tied) > 1 and len(others):
-        best = max(tied, key=lambda c: float(np.min(np.abs(others - c.point).sum(axis=1))))
     return best, ("the highest lower confidence bound on the primary objective's gain over the "
-                  "current weights among the candidates that pass every guardrail (near-ties: "
-                  "the weights deepest inside their region)")
-
-
-def _criterion_error(candidate: Candidate) -> float:
-    score = candidate.score
-    if score.versus_reference_standard_error is None:
-        return float(np.max(score.lift_standard_error[DR]))
-    return float(np.max(score.versus_reference_standard_error))
+                  "current weights among the candidates that pass every guardrail")
 
 
 def sensitivity(search: Search, chosen: Candidate, step: float = SENSITIVITY_STEP) -> list[Candidate]:

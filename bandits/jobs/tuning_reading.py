@@ -1,0 +1,374 @@
+"""What a tuning job reads and computes from the log: reward models, every action's scores, and
+the policies trained with candidate weights (:mod:`bandits.jobs.tuning` runs the job).
+
+- :func:`fit`: one VW regression per objective (:class:`~bandits.learning.vw.Regressor`) on the
+  fit share, which is also kept in memory (VW text, logged action, propensity, outcomes) for
+  :func:`train`.
+- :class:`Parts`: the tune and holdout shares, each read and scored by a child process of its own
+  (``python -m bandits.jobs.tuning_reading``; VW holds the GIL, so threads would not help), or
+  here one after the other when the machine has one core or the database is an in-memory SQLite.
+  The children keep their share's VW text, and later give the probabilities of trained policies
+  at every event (:meth:`Parts.pmfs`).
+- :func:`train`: the model the loop would learn with given weights: its own VW configuration and
+  exploration, the scalar reward with those weights, the fit share in time order (as a rebuild
+  learns the log).
+
+Child protocol: pickles with an 8-byte length, on stdin (the work, then trained models or None)
+and stdout (the scored share, then the probabilities); progress on stderr, one count a line.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from queue import Empty, Queue
+from typing import Any, BinaryIO
+
+import numpy as np
+import orjson
+
+from bandits.learning.features import action_line, shared_line
+from bandits.learning.rewards import cost, objective_values
+from bandits.learning.vw import Learner, Policy, Regressor
+from bandits.loop_config import LoopConfig
+from bandits.store.db import Database
+from bandits.store.jobs import LoggedEvent, window_pages
+from bandits.tuning import TuningArrays
+
+PROCESSES = min(os.cpu_count() or 1, 2)
+HEARTBEAT_SECONDS = 1.0
+
+Text = tuple[str | None, list[str], int]  # shared line, allowed actions' lines, logged index
+
+
+@dataclass(frozen=True)
+class Window:
+    loop_id: int
+    since: datetime
+    until: datetime
+    page_size: int
+    objectives: list[str]
+
+    def events(self, db: Database, after: tuple[datetime, str] | None, count: int) -> Iterator[LoggedEvent]:
+        """``count`` decisions of the window after ``after`` (None: from its start), in order."""
+        left = count
+        for page in window_pages(db, self.loop_id, self.since, self.until, self.page_size, after=after):
+            yield from page[:left]
+            left -= min(len(page), left)
+            if left == 0:
+                return
+
+
+class Lines:
+    """The VW text of logged events, remembering action sets (most events offer the same)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._actions: dict[bytes, tuple[list[str], list[str]]] = {}
+        self._size = size
+
+    def __call__(self, event: LoggedEvent) -> Text:
+        key = orjson.dumps(event.actions)
+        cached = self._actions.get(key)
+        if cached is None:
+            cached = ([a["id"] for a in event.actions],
+                      [action_line(a["id"], a.get("features")) for a in event.actions])
+            if len(self._actions) < self._size:
+                self._actions[key] = cached
+        ids, lines = cached
+        if event.excluded:
+            excluded = set(event.excluded)
+            kept = [i for i, action_id in enumerate(ids) if action_id not in excluded]
+            ids, lines = [ids[i] for i in kept], [lines[i] for i in kept]
+        return shared_line(event.context), lines, ids.index(event.chosen)
+
+
+@dataclass
+class Share:
+    """One share's events as lists (and their VW text), then :class:`TuningArrays`."""
+
+    predictions: list[np.ndarray] = field(default_factory=list)
+    logged: list[int] = field(default_factory=list)
+    propensity: list[float] = field(default_factory=list)
+    outcomes: list[list[float]] = field(default_factory=list)
+    texts: list[Text] = field(default_factory=list)
+    first: str | None = None
+
+    def add(self, event: LoggedEvent, text: Text, predictions: np.ndarray, outcomes: list[float]) -> None:
+        self.predictions.append(predictions)
+        self.logged.append(text[2])
+        self.propensity.append(event.probability)
+        self.outcomes.append(outcomes)
+        self.texts.append(text)
+        self.first = self.first or event.ts.isoformat()
+
+    @property
+    def width(self) -> int:
+        return max(len(p) for p in self.predictions)
+
+    def arrays(self) -> TuningArrays:
+        width, objectives = self.width, self.predictions[0].shape[1]
+        padded = np.zeros((len(self.predictions), width, objectives))
+        allowed = np.zeros((len(self.predictions), width), dtype=bool)
+        for row, values in enumerate(self.predictions):
+            padded[row, :len(values)] = values
+            allowed[row, :len(values)] = True
+        return TuningArrays.of(padded, allowed, np.array(self.logged), np.array(self.propensity),
+                               np.array(self.outcomes))
+
+    def pmfs(self, models: list[tuple[dict[str, Any], bytes]]) -> list[np.ndarray]:
+        """Each trained model's (A, n) probabilities at this share's events."""
+        out = []
+        for config_json, blob in models:
+            policy = Policy(LoopConfig.model_validate(config_json), 0, blob)
+            try:
+                pmf = np.zeros((self.width, len(self.texts)), dtype=np.float32)
+                for column, (shared, lines, _) in enumerate(self.texts):
+                    pmf[:len(lines), column] = policy.predict(shared, lines)
+            finally:
+                policy.close()
+            out.append(pmf)
+        return out
+
+    def without_texts(self) -> Share:
+        return Share(self.predictions, self.logged, self.propensity, self.outcomes, [], self.first)
+
+
+@dataclass
+class Fitted:
+    """The reward models (saved VW models), the factor outcomes were divided by for learning,
+    the fit share's outcome means and spreads (the normalising scales), and its events."""
+
+    blobs: list[bytes]
+    learn_scale: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    count: int
+    events: list[tuple[Text, float, np.ndarray]] = field(default_factory=list, repr=False)
+
+    def scales(self) -> np.ndarray:
+        spread = np.where(self.std > 0, self.std, 1.0)
+        return np.where(np.abs(self.mean) > 1e-12, np.abs(self.mean), spread)
+
+    def for_children(self) -> Fitted:
+        return Fitted(self.blobs, self.learn_scale, self.mean, self.std, self.count)
+
+
+def _outcomes(config: LoopConfig, event: LoggedEvent, names: list[str]) -> list[float]:
+    values = objective_values(config, event.outcomes)
+    return [values[name] for name in names]
+
+
+def fit(db: Database, config: LoopConfig, window: Window, after, count: int,
+        progress: Callable[[int], None]) -> Fitted:
+    """One VW regression per objective on ``count`` decisions after ``after``; outcomes are
+    divided by the first page's mean absolute value (VW learns outcomes of about unit size)."""
+    names = window.objectives
+    first = [_outcomes(config, e, names) for e in window.events(db, after, window.page_size)]
+    scale = np.abs(np.array(first)).mean(axis=0)
+    learn_scale = np.where(scale > 0, scale, 1.0)
+    models = [Regressor(config.vw_args) for _ in names]
+    lines_of = Lines()
+    events: list[tuple[Text, float, np.ndarray]] = []
+    try:
+        for event in window.events(db, after, count):
+            outcomes = np.array(_outcomes(config, event, names))
+            text = lines_of(event)
+            for model, value in zip(models, outcomes / learn_scale):
+                model.learn(text[0], text[1], text[2], value)
+            events.append((text, event.probability, outcomes))
+            if len(events) % window.page_size == 0:
+                progress(len(events))
+        blobs = [model.save() for model in models]
+    finally:
+        for model in models:
+            model.close()
+    values = np.array([outcomes for _, _, outcomes in events])
+    return Fitted(blobs, learn_scale, values.mean(axis=0), values.std(axis=0), len(events), events)
+
+
+def train(config: LoopConfig, fitted: Fitted, weights: np.ndarray) -> tuple[dict[str, Any], bytes]:
+    """The loop's model learned with ``weights`` on the fit share: (its config, its VW model)."""
+    changed = config.model_copy(update={"objectives": [
+        o.model_copy(update={"weight": float(w)}) for o, w in zip(config.objectives, weights)]})
+    learner = Learner(changed)
+    try:
+        for (shared, lines, chosen), probability, outcomes in fitted.events:
+            learner.learn(shared, lines, chosen, cost(float(weights @ outcomes)), probability)
+        return changed.to_json(), learner.snapshot()
+    finally:
+        learner.close()
+
+
+def score_share(db: Database, config: LoopConfig, window: Window, fitted: Fitted, after,
+                count: int, progress: Callable[[int], None]) -> Share:
+    """Every allowed action of ``count`` decisions after ``after``, scored by the reward models."""
+    models = [Regressor(config.vw_args, blob) for blob in fitted.blobs]
+    lines_of = Lines()
+    share = Share()
+    try:
+        for event in window.events(db, after, count):
+            text = lines_of(event)
+            predictions = np.array([model.predict(text[0], text[1]) for model in models]).T
+            share.add(event, text, predictions * fitted.learn_scale, _outcomes(config, event, window.objectives))
+            if len(share.logged) % window.page_size == 0:
+                progress(len(share.logged))
+    finally:
+        for model in models:
+            model.close()
+    return share
+
+
+class Parts:
+    """The tune and holdout shares (``parts``: where each starts and how many decisions),
+    scored by children (or here); then the probabilities of trained policies at their events."""
+
+    def __init__(self, db: Database, config: LoopConfig, window: Window, fitted: Fitted,
+                 parts: list[tuple[Any, int]], progress: Callable[[int], None]) -> None:
+        url = db.settings.database_url
+        self._children: list[_Child] = []
+        self.shares: list[Share] = []
+        if PROCESSES < 2 or (url.startswith("sqlite") and (":memory:" in url or url == "sqlite://")):
+            for index, (after, count) in enumerate(parts):
+                offset = sum(c for _, c in parts[:index])
+                self.shares.append(score_share(db, config, window, fitted, after, count,
+                                               lambda done: progress(offset + done)))
+            return
+        try:
+            self._children = [_Child((url, config.to_json(), window, fitted.for_children(), after, count))
+                              for after, count in parts]
+            self.shares = [child.receive(lambda: progress(sum(c.done for c in self._children)))
+                           for child in self._children]
+        except BaseException:
+            self.close()
+            raise
+
+    def pmfs(self, models: list[tuple[dict[str, Any], bytes]]) -> list[list[np.ndarray]]:
+        """Per share, each model's (A, n) probabilities at the share's events."""
+        if not self._children:
+            return [share.pmfs(models) for share in self.shares]
+        for child in self._children:
+            child.send(models)
+        return [child.receive(lambda: None) for child in self._children]
+
+    def close(self) -> None:
+        for child in self._children:
+            child.stop()
+        self._children = []
+
+
+def _write(stream: BinaryIO, value: Any) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(8, "big") + data)
+    stream.flush()
+
+
+def _read(stream: BinaryIO) -> Any:
+    size = stream.read(8)
+    if len(size) < 8:
+        raise EOFError("the other side closed")
+    return pickle.loads(stream.read(int.from_bytes(size, "big")))
+
+
+class _Child:
+    def __init__(self, work: tuple) -> None:
+        self.done = 0
+        self._errors: list[str] = []
+        self._messages: Queue = Queue()
+        self._process = subprocess.Popen([sys.executable, "-m", "bandits.jobs.tuning_reading"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE)
+        self._readers = [threading.Thread(target=self._read_messages, daemon=True),
+                         threading.Thread(target=self._read_progress, daemon=True)]
+        for reader in self._readers:
+            reader.start()
+        self.send(work)
+
+    def send(self, value: Any) -> None:
+        assert self._process.stdin is not None
+        _write(self._process.stdin, value)
+
+    def _read_messages(self) -> None:
+        assert self._process.stdout is not None
+        try:
+            while True:
+                self._messages.put(_read(self._process.stdout))
+        except (EOFError, OSError, ValueError):
+            self._messages.put(EOFError)
+
+    def _read_progress(self) -> None:
+        assert self._process.stderr is not None
+        for line in self._process.stderr:
+            text = line.decode(errors="replace").strip()
+            if text.isdigit():
+                self.done = int(text)
+            elif text:
+                self._errors.append(text)
+
+    def receive(self, heartbeat: Callable[[], None]) -> Any:
+        """The child's next answer; ``heartbeat`` every second meanwhile (the job's claim)."""
+        while True:
+            try:
+                message = self._messages.get(timeout=HEARTBEAT_SECONDS)
+            except Empty:
+                heartbeat()
+                continue
+            if message is EOFError:
+                self._process.wait()
+                for reader in self._readers:
+                    reader.join()
+                raise RuntimeError("scoring with the reward models failed: "
+                                   + (self._errors[-1] if self._errors else f"exit {self._process.returncode}"))
+            return message
+
+    def stop(self) -> None:
+        if self._process.stdin is not None and not self._process.stdin.closed:
+            try:
+                _write(self._process.stdin, None)
+                self._process.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        for reader in self._readers:
+            reader.join()
+        for pipe in (self._process.stdout, self._process.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+
+
+def _child_main() -> None:
+    """A scoring child: score its share, then answer requests for trained policies' PMFs."""
+    from bandits.config import load_settings
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    url, config_json, window, fitted, after, count = _read(stdin)
+    db = Database(load_settings(database_url=url), pool_size=1)
+    try:
+        share = score_share(db, LoopConfig.model_validate(config_json), window, fitted, after, count,
+                            lambda done: print(done, file=sys.stderr, flush=True))
+        _write(stdout, share.without_texts())
+        while (models := _read(stdin)) is not None:
+            _write(stdout, share.pmfs(models))
+    except EOFError:
+        pass
+    except Exception as exc:  # the parent reports the last line
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    finally:
+        db.dispose()
+
+
+if __name__ == "__main__":  # run the importable module's copy, whose classes pickle by name
+    from bandits.jobs.tuning_reading import _child_main as child_main
+
+    child_main()
