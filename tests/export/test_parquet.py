@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -39,6 +40,10 @@ def test_a_parquet_export_reads_back_with_every_decision_and_its_propensities(
     assert [row["pmf"] for row in rows] == [d.pmf for d in logged]
     assert [row["reward"] for row in rows] == pytest.approx([d.reward for d in logged])
     assert [row["skip_learn"] for row in rows] == [d.unactivated for d in logged]
+    frame = pd.read_parquet(path)  # what an analyst does with the file
+    assert len(frame) == 12
+    assert frame["probability"].tolist() == [d.probability for d in logged]
+    assert frame["event_id"].tolist() == [d.event_id for d in logged]
     assert table.schema.field("pmf").type.value_type.bit_width == 64
     assert {"outcome_click", "outcome_revenue", "model_version", "context", "actions"} <= set(table.column_names)
     assert json.loads(rows[0]["context"]) == {"user": {"country": "AR", "age": 31, "segments": ["new", "mobile"], "vip": True}}
