@@ -9,8 +9,10 @@ not timed). The loop learns with ``-q u_ -q uo`` and epsilon-greedy exploration.
 **Timed**: the whole job as ``bandits worker`` runs it (:func:`bandits.jobs.worker.run_job`):
 read the window in pages (default split 60/20/20), fit one VW reward model per objective on the
 fit share's newest ``fit_limit`` (default 200,000) decisions, score every action of the tune and
-holdout shares (200,000 each), then score 1,000 weight candidates on the tune share, pick one,
-re-estimate it on the holdout. Printed: each phase, the total, peak RSS.
+holdout shares (200,000 each, two child processes), score 1,000 weight candidates on the tune
+share, confirm the best three distinct policies and the current weights by training the loop's
+model with them on the fit share, re-estimate the choice on the holdout. Printed: each phase,
+the total, peak RSS (of this process; the children hold their share's text too).
 
 **Baseline, same run**: scoring one candidate with the general streaming library
 (:class:`bandits.ope.Evaluation`, DR and SNIPS per objective, fed the same arrays in one chunk)
@@ -37,6 +39,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the worker sets it (bandits.server)
 
 import numpy as np  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -73,6 +76,8 @@ def fill(url: str, events: int) -> Database:
     write_log(db, loop_id, generate(seed=1, segments=5, offers=10), events, weights=CURRENT,
               epsilon=0.2, seed=1, spacing=timedelta(milliseconds=1),
               progress=lambda done: print(f"\r  writing {done:,} / {events:,}", end="", file=sys.stderr))
+    with db.engine.connect() as connection:  # fresh statistics, as autovacuum keeps them in production
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     print(f"\nwrote {events:,} decisions in {time.perf_counter() - started:.0f} s (not timed)")
     return db
 
@@ -133,7 +138,14 @@ def run(url: str, args) -> None:
     def capturing(problem, exploration, tune_split, holdout_split, *rest, **named):
         captured["read"] = time.perf_counter()
         captured["tune"] = tune_split
-        return original(problem, exploration, tune_split, holdout_split, *rest, **named)
+        confirm = named["confirm"]
+
+        def timed_confirm(weights):
+            captured["searched"] = time.perf_counter()
+            return confirm(weights)
+
+        return original(problem, exploration, tune_split, holdout_split, *rest,
+                        **{**named, "confirm": timed_confirm})
 
     tuning.tune = capturing
     started = time.perf_counter()
@@ -144,8 +156,9 @@ def run(url: str, args) -> None:
     events = result["run"]["events"]
     print(f"read + fit {events['fit_used']:,} + score {events['tune'] + events['holdout']:,} decisions "
           f"x {len(result['objectives'])} objectives: {captured['read'] - started:.1f} s")
-    print(f"search: {len(result['candidates']):,} candidates on {events['tune']:,} decisions "
-          f"+ holdout: {finished - captured['read']:.1f} s")
+    print(f"search: {len(result['candidates']):,} candidates on {events['tune']:,} decisions: "
+          f"{captured['searched'] - captured['read']:.1f} s; confirming {len(result['confirmed'])} "
+          f"trained policies + holdout: {finished - captured['searched']:.1f} s")
     print(f"tuning job, {args.events:,} decisions, {len(result['candidates']):,} candidates, 3 objectives: "
           f"{finished - started:.1f} s wall (target <= 60 s), peak RSS {peak_rss_mb():.0f} MB; "
           f"recommendation: {result['recommendation']['action']} {result['recommendation']['weights']}")

@@ -159,8 +159,11 @@ def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
     while True:
         condition = _window(loop_id, since, until, unactivated)
         if after is not None:
-            condition = and_(condition, or_(Decision.ts > after[0],
-                                            and_(Decision.ts == after[0], Decision.event_id > after[1])))
+            # ts >= the last one's: a range the (loop_id, ts) index starts at, so each page costs
+            # its own rows, not a scan from the window's start (the OR alone is not sargable).
+            condition = and_(condition, Decision.ts >= after[0],
+                             or_(Decision.ts > after[0],
+                                 and_(Decision.ts == after[0], Decision.event_id > after[1])))
         with db.session() as session:
             rows = session.execute(
                 select(Decision.event_id, Decision.ts, Decision.context, Decision.actions,
