@@ -289,7 +289,7 @@ def _feed(page: list[LoggedEvent], start: int, config: LoopConfig, model: FoldMe
             q_logged[objective][row] = predictions[objective][chosen]
         for name, policy in policies.items():
             pmf = np.asarray(policy.pmf(event, allowed))
-            policy.observe(event, allowed, values[SCALAR])
+            policy.observe(event, allowed, scalar_reward(config, event.outcomes))
             target = arrays[name]
             # The logging policy's own probability, exactly: its weights are all 1.
             target["target_probability"][row] = (

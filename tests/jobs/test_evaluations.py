@@ -16,7 +16,7 @@ from bandits.jobs.worker import Worker, run_job
 from bandits.loop_config import LoopConfig
 from bandits.store import jobs as store
 from bandits.services.loops import LoopService
-from bandits.store.models import Job, Loop
+from bandits.store.models import Job, Loop, Outcome
 from tests.conftest import ADMIN
 
 ACTIONS = ["a1", "a2", "a3"]
@@ -318,3 +318,30 @@ def test_dr_with_the_contextual_reward_model_is_tighter_than_ips(app, client, db
             widths[model, estimator] = interval["upper"] - interval["lower"]
     assert widths["ridge", "dr"] < 0.8 * widths["ridge", "ips"]
     assert widths["ridge", "dr"] < widths["action-mean", "dr"]
+
+
+def test_a_vw_replay_learns_the_scalar_reward_even_beside_an_objective_named_reward(app, client, db):
+    """The replay learns what the trainer learns (Σ weight × outcome), whatever the objectives
+    are called: a loop whose revenue objective is named `reward` and one where it is named
+    `gain` replay identically on identical logs."""
+    from bandits.simulate.logged import write_log
+    from bandits.simulate.world import tradeoff
+
+    service = LoopService(db)
+    results = []
+    for name, objective in (("named", "reward"), ("plain", "gain")):
+        service.create(name, {"objectives": [{"name": "click"}, {"name": objective, "weight": 0.05}],
+                              "exploration": {"algorithm": "epsilon", "epsilon": 0.2}})
+        with db.session() as session:
+            loop = session.scalar(select(Loop).where(Loop.name == name))
+            loop_id, config = loop.id, LoopConfig.model_validate(loop.config)
+        write_log(db, loop_id, tradeoff(), 1500, weights={"click": 1.0}, epsilon=0.2, seed=3)
+        with db.session() as session:
+            session.execute(update(Outcome).where(Outcome.loop_id == loop_id, Outcome.objective == "revenue")
+                            .values(objective=objective))
+        spec = {"window": _window(), "kind": "cb", "reward_model": "action-mean",
+                "candidates": [{"kind": "logging"}, {"kind": "vw", "vw_args": "-q u_"}],
+                "objectives": ["click"], "estimators": ["snips"], "confidence": 0.95,
+                "bootstrap": 0, "seed": 0}
+        results.append(run_evaluation(db, loop_id, config, spec)["candidates"]["vw:-q u_"])
+    assert results[0] == results[1]
