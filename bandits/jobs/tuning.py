@@ -133,8 +133,12 @@ def run_tuning(db: Database, loop_id: int, config: LoopConfig, spec: dict[str, A
         tune_arrays, holdout_arrays = (share.arrays() for share in parts.shares)
 
         def confirm(weights: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-            models = [reading.train(config, fitted, w) for w in weights]
-            tune_pmfs, holdout_pmfs = parts.pmfs(models)
+            # Training and the children's predictions take a while: keep the job's claim.
+            def heartbeat() -> None:
+                progress(READ_SHARE + SEARCH_SHARE)
+
+            models = [reading.train(config, fitted, w, heartbeat) for w in weights]
+            tune_pmfs, holdout_pmfs = parts.pmfs(models, heartbeat)
             return list(zip(tune_pmfs, holdout_pmfs))
 
         exploration, note = exploration_for(config.exploration, learned or total)

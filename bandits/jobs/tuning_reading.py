@@ -24,8 +24,8 @@ import pickle
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
+from itertools import chain, islice
 from dataclasses import dataclass, field
 from datetime import datetime
 from queue import Empty, Queue
@@ -170,14 +170,15 @@ def fit(db: Database, config: LoopConfig, window: Window, after, count: int,
     """One VW regression per objective on ``count`` decisions after ``after``; outcomes are
     divided by the first page's mean absolute value (VW learns outcomes of about unit size)."""
     names = window.objectives
-    first = [_outcomes(config, e, names) for e in window.events(db, after, window.page_size)]
-    scale = np.abs(np.array(first)).mean(axis=0)
+    stream = window.events(db, after, count)
+    first = list(islice(stream, window.page_size))
+    scale = np.abs(np.array([_outcomes(config, e, names) for e in first])).mean(axis=0)
     learn_scale = np.where(scale > 0, scale, 1.0)
     models = [Regressor(config.vw_args) for _ in names]
     lines_of = Lines()
     events: list[tuple[Text, float, np.ndarray]] = []
     try:
-        for event in window.events(db, after, count):
+        for event in chain(first, stream):
             outcomes = np.array(_outcomes(config, event, names))
             text = lines_of(event)
             for model, value in zip(models, outcomes / learn_scale):
@@ -193,14 +194,18 @@ def fit(db: Database, config: LoopConfig, window: Window, after, count: int,
     return Fitted(blobs, learn_scale, values.mean(axis=0), values.std(axis=0), len(events), events)
 
 
-def train(config: LoopConfig, fitted: Fitted, weights: np.ndarray) -> tuple[dict[str, Any], bytes]:
-    """The loop's model learned with ``weights`` on the fit share: (its config, its VW model)."""
+def train(config: LoopConfig, fitted: Fitted, weights: np.ndarray,
+          heartbeat: Callable[[], None] = lambda: None) -> tuple[dict[str, Any], bytes]:
+    """The loop's model learned with ``weights`` on the fit share: (its config, its VW model).
+    ``heartbeat`` is called every 10,000 decisions (the job's claim)."""
     changed = config.model_copy(update={"objectives": [
         o.model_copy(update={"weight": float(w)}) for o, w in zip(config.objectives, weights)]})
     learner = Learner(changed)
     try:
-        for (shared, lines, chosen), probability, outcomes in fitted.events:
+        for done, ((shared, lines, chosen), probability, outcomes) in enumerate(fitted.events, start=1):
             learner.learn(shared, lines, chosen, cost(float(weights @ outcomes)), probability)
+            if done % 10_000 == 0:
+                heartbeat()
         return changed.to_json(), learner.snapshot()
     finally:
         learner.close()
@@ -249,13 +254,15 @@ class Parts:
             self.close()
             raise
 
-    def pmfs(self, models: list[tuple[dict[str, Any], bytes]]) -> list[list[np.ndarray]]:
-        """Per share, each model's (A, n) probabilities at the share's events."""
+    def pmfs(self, models: list[tuple[dict[str, Any], bytes]],
+             heartbeat: Callable[[], None] = lambda: None) -> list[list[np.ndarray]]:
+        """Per share, each model's (A, n) probabilities at the share's events; ``heartbeat``
+        every second while children work."""
         if not self._children:
             return [share.pmfs(models) for share in self.shares]
         for child in self._children:
             child.send(models)
-        return [child.receive(lambda: None) for child in self._children]
+        return [child.receive(heartbeat) for child in self._children]
 
     def close(self) -> None:
         for child in self._children:

@@ -125,6 +125,14 @@ def _learn_text(workspace: vowpalwabbit.Workspace, text: str) -> None:
         pylibvw.vw._finish_example_multi_ex(workspace, examples)
 
 
+def _learn_adf(workspace: vowpalwabbit.Workspace, shared: str | None, actions: list[str],
+               chosen: int, cost: float, probability: float) -> None:
+    """Learn one ADF example: the ``chosen`` action's line carries the label."""
+    labelled = list(actions)
+    labelled[chosen] = f"0:{cost!r}:{probability!r} {actions[chosen]}"
+    _learn_text(workspace, "\n".join([shared, *labelled] if shared is not None else labelled))
+
+
 def check_model(config: LoopConfig, blob: bytes) -> None:
     """Raise :class:`VwArgsError` when ``blob`` is not a model for this loop: VW cannot load it
     with the loop's arguments, or it brings reductions of its own (a model of another kind, or
@@ -190,9 +198,7 @@ class Learner:
     ) -> None:
         """Learn one decision: ``actions`` are the VW lines of the actions that were offered,
         ``chosen`` the index among them of the one shown, with its cost and logged probability."""
-        labelled = list(actions)
-        labelled[chosen] = f"0:{cost!r}:{probability!r} {actions[chosen]}"
-        _learn_text(self._workspace, "\n".join([shared, *labelled] if shared is not None else labelled))
+        _learn_adf(self._workspace, shared, actions, chosen, cost, probability)
 
     def learn_text(self, text: str) -> None:
         """Learn one labelled multi-slot example (see :mod:`bandits.learning.examples`)."""
@@ -229,9 +235,7 @@ class Regressor:
         return _save(self._workspace)
 
     def learn(self, shared: str | None, actions: list[str], chosen: int, value: float) -> None:
-        labelled = list(actions)
-        labelled[chosen] = f"0:{cost(float(value))!r}:1.0 {actions[chosen]}"
-        _learn_text(self._workspace, "\n".join([shared, *labelled] if shared is not None else labelled))
+        _learn_adf(self._workspace, shared, actions, chosen, cost(float(value)), 1.0)
 
     def predict(self, shared: str | None, actions: list[str]) -> list[float]:
         """The predicted outcome of each action, aligned with ``actions``."""

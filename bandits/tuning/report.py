@@ -105,6 +105,9 @@ def _confirmed(problem: Problem, tune_scorer: Scorer, holdout_scorer: Scorer,
         checks, passes, reliable, _ = judge(problem, held, holdout_scorer.logged_mean)
         out.append({"candidate": candidate, "trained": trained, "holdout": held,
                     "holdout_checks": (checks, passes, reliable)})
+    # Later scores on the tune split (the sensitivity check) compare with the current weights'
+    # policy of the search again, not with its trained one.
+    tune_scorer.set_reference(problem.current)
     return out
 
 
