@@ -110,4 +110,5 @@ class SelfNormalised(Estimator):
         numerator, denominator = float(means[0]), float(means[1])
         if denominator == 0.0:
             return np.full(2, np.nan)
-        return np.array([1.0 / denominator, -numerator / denominator**2])
+        # d / d, not d**2: the square of a tiny denominator underflows to 0
+        return np.array([1.0 / denominator, -numerator / denominator / denominator])

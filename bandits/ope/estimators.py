@@ -153,7 +153,7 @@ class SNDR(Estimator):
         correction, weight = float(means[1]), float(means[2])
         if weight == 0.0:
             return np.full(3, np.nan)
-        return np.array([1.0, 1.0 / weight, -correction / weight**2])
+        return np.array([1.0, 1.0 / weight, -correction / weight / weight])
 
 
 class SwitchDR(Estimator):

@@ -123,3 +123,12 @@ def test_every_single_slot_estimator_meets_the_contract(name):
     if name in ("ips", "snips", "ips-clipped"):
         data["target_probability"] = data["propensity"]
         assert estimate(estimator, **data).value == pytest.approx(data["reward"].mean(), abs=1e-12)
+
+
+def test_a_tiny_self_normalising_denominator_is_no_error():
+    """Found by hypothesis: a mean weight of 3e-240 squared underflows to 0 in the gradient."""
+    for name in ("snips", "sndr"):
+        result = estimate(name, reward=[0.0, 0.0], propensity=[1.0, 1.0],
+                          target_probability=[0.0, 6.9e-240], q_logged=[0.0, 0.0],
+                          q_target=[0.0, 0.0])
+        assert result.value == 0.0
