@@ -108,8 +108,10 @@ def tune(database: str | Database, loop: str, primary: str, since: Moment = None
 
 # -- results as tables ------------------------------------------------------------------------
 
-def _interval(intervals: Mapping[str, Any] | None, method: str = "gaussian") -> tuple[float, float]:
-    interval = (intervals or {}).get(method) or {}
+def _interval(intervals: Mapping[str, Any] | None) -> tuple[float, float]:
+    """The skew-corrected interval (the Gaussian one in results made before it existed)."""
+    intervals = intervals or {}
+    interval = intervals.get("skew_corrected") or intervals.get("gaussian") or {}
     return _number(interval.get("lower")), _number(interval.get("upper"))
 
 
@@ -174,7 +176,7 @@ def result_frame(result: Mapping[str, Any]) -> pd.DataFrame:
     """An evaluation's or a tuning's result as a tidy table, one row per estimate.
 
     Evaluation: ``candidate``, ``objective``, ``slot`` (``ccb``: ``"total"`` or the position;
-    else None), ``estimator``, ``estimate``, ``lower``/``upper`` (the Gaussian interval),
+    else None), ``estimator``, ``estimate``, ``lower``/``upper`` (the skew-corrected interval),
     ``standard_error``, ``lift`` over logging with ``lift_lower``/``lift_upper``, and the weight
     diagnostics ``n``, ``effective_sample_size``, ``weight_p50``, ``weight_p90``, ``weight_p99``,
     ``weight_p99.9``, ``weight_max``.

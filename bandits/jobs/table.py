@@ -12,8 +12,9 @@ def _number(value: float | None) -> str:
 
 
 def _interval(intervals: dict[str, Any]) -> str:
-    gaussian = intervals.get("gaussian") or {}
-    return f"[{_number(gaussian.get('lower'))}, {_number(gaussian.get('upper'))}]"
+    """The skew-corrected interval (the Gaussian one in results made before it existed)."""
+    found = intervals.get("skew_corrected") or intervals.get("gaussian") or {}
+    return f"[{_number(found.get('lower'))}, {_number(found.get('upper'))}]"
 
 
 def _flat(objectives: dict[str, Any]):

@@ -8,7 +8,8 @@ scipy only; nothing here touches the database or HTTP.
   ``dm``, ``dr``, ``sndr``, ``switch-dr``, ``dr-os``.
 * Slates (:mod:`~bandits.ope.slates`): ``pi``, ``snpi``, ``iips``, ``rips``; CCB per slot with
   :class:`PerSlotEvaluation`.
-* Intervals: Gaussian (delta method) for all, empirical likelihood for the IPS and PI families,
+* Intervals: Gaussian (delta method) and skew-corrected (Hall's transform) for all, empirical
+  likelihood for the IPS and PI families,
   a vectorised Poisson bootstrap that re-normalises self-normalised estimators per resample.
 * Diagnostics with every estimate, paired lifts over the logging policy, cross-fitted reward
   models (:mod:`~bandits.ope.crossfit`), a registry by name for JSON job specs.

@@ -20,12 +20,13 @@ part of the target, so it is reported by the diagnostics.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bandits.ope.errors import MissingInputError
+from bandits.ope.errors import InvalidParameterError, MissingInputError
 from bandits.ope.validation import (
     as_array,
     check_finite,
@@ -168,3 +169,34 @@ class SlateBatch(_Batch):
     @property
     def slots(self) -> int:
         return self.propensity.shape[1]
+
+
+def split_chunk(batch_type: type, names: list[str],
+                candidates: Mapping[str, Mapping[str, ArrayLike]] | None,
+                logged: dict[str, ArrayLike]) -> Mapping[str, Mapping[str, ArrayLike]]:
+    """Each candidate's arrays of a chunk for candidates ``names``, checked against
+    ``batch_type``'s array names. With one candidate its arrays may come with the logged ones
+    (they are then moved out of ``logged``)."""
+    if candidates is None:
+        if len(names) != 1:
+            raise MissingInputError(
+                f"give each candidate's arrays in candidates={{name: {{...}}}} for {names}")
+        own = {key: logged.pop(key) for key in list(logged) if key in batch_type.CANDIDATE
+               and key not in batch_type.LOGGED}
+        candidates = {names[0]: own}
+    unknown = sorted(set(logged) - set(batch_type.LOGGED))
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown logged array(s) {unknown}; expected some of {list(batch_type.LOGGED)}")
+    missing = [name for name in names if name not in candidates]
+    extra = sorted(set(candidates) - set(names))
+    if missing or extra:
+        raise InvalidParameterError(
+            f"candidates in the chunk must be {names}: missing {missing}, unexpected {extra}")
+    for name, arrays in candidates.items():
+        unknown = sorted(set(arrays) - set(batch_type.CANDIDATE))
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown array(s) {unknown} for candidate {name!r}; expected some of "
+                f"{list(batch_type.CANDIDATE)}")
+    return candidates

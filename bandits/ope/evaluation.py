@@ -2,8 +2,10 @@ r"""Streaming evaluation of several candidate policies by several estimators on 
 
 :class:`Evaluation` keeps, whatever the number of events: the joint moments of every
 (candidate, estimator) term and of the observed rewards (:class:`~bandits.ope.moments.Moments`),
-one :class:`~bandits.ope.diagnostics.WeightDiagnostics` per (candidate, weights), and, if asked,
-a :class:`~bandits.ope.bootstrap.PoissonBootstrap` over the terms it needs. Feed it chunks with
+the third co-moments of each (candidate, estimator) block with its observed column
+(:class:`~bandits.ope.moments.ThirdMoments`, for the skew-corrected intervals), one
+:class:`~bandits.ope.diagnostics.WeightDiagnostics` per (candidate, weights), and, if asked, a
+:class:`~bandits.ope.bootstrap.PoissonBootstrap` over the terms it needs. Feed it chunks with
 :meth:`Evaluation.update` (or merge partitions with :meth:`Evaluation.merge`), then call
 :meth:`Evaluation.result`.
 
@@ -37,18 +39,20 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bandits.ope.base import Estimator
-from bandits.ope.batches import BanditBatch, SlateBatch
+from bandits.ope.batches import BanditBatch, SlateBatch, split_chunk
 from bandits.ope.bootstrap import PoissonBootstrap, RandomState
 from bandits.ope.diagnostics import WeightDiagnostics
 from bandits.ope.empirical_likelihood import empirical_likelihood_interval
-from bandits.ope.errors import EmptyInputError, InvalidParameterError, MissingInputError
+from bandits.ope.errors import EmptyInputError, InvalidParameterError
 from bandits.ope.intervals import (
     Interval,
     delta_method_standard_error,
     gaussian_interval,
     percentile_interval,
+    skew_corrected_interval,
+    skewness,
 )
-from bandits.ope.moments import Moments
+from bandits.ope.moments import BlockThirdMoments, Moments, ThirdMoments
 from bandits.ope.registry import EstimatorSpec, make_estimator
 from bandits.ope.results import Difference, Estimate, Report
 from bandits.ope.validation import check_alpha, check_positive, check_range
@@ -116,6 +120,9 @@ class Evaluation:
         self.max_weight = max_weight
         self._layout(labels)
         self._moments = Moments(self._columns)
+        # Per block: its columns, then its observed column (an estimate and its lift).
+        self._third = BlockThirdMoments({key: np.r_[block.start:block.stop, self._observed[
+            self._by_label[key[1]].observed_key()]] for key, block in self._blocks.items()})
         self._diagnostics = {key: WeightDiagnostics() for key in self._weight_keys}
         self._bootstrap_setup(n_bootstrap, bootstrap_estimators, labels, random_state)
         self._reward_seen = (np.inf, -np.inf)
@@ -176,7 +183,7 @@ class Evaluation:
             ``q_logged`` (single-slot) or ``slot_reward`` (slates).
         """
         batch_type = BATCHES[self.kind]
-        candidates = self._split(batch_type, candidates, logged)
+        candidates = split_chunk(batch_type, self.candidates, candidates, logged)
         batches = {name: batch_type.from_arrays(**{**logged, **candidates[name]})
                    for name in self.candidates}
         first = batches[self.candidates[0]]  # the logged arrays are the same in every batch
@@ -200,40 +207,13 @@ class Evaluation:
                 weights[key] = estimator.weights(batches[candidate])
         # Everything is computed and checked: now the accumulators change, all or nothing.
         self._moments.update(terms)
+        self._third.update(terms)
         if self._bootstrap is not None:
             self._bootstrap.update(terms[:, self._boot_columns], start)
         for key, weight in weights.items():
             self._diagnostics[key].update(weight, batches[key[0]].unsupported_mass)
         self._reward_seen = (min(self._reward_seen[0], reward_low),
                              max(self._reward_seen[1], reward_high))
-
-    def _split(self, batch_type: type, candidates: Mapping[str, Mapping[str, ArrayLike]] | None,
-               logged: dict[str, ArrayLike]) -> Mapping[str, Mapping[str, ArrayLike]]:
-        if candidates is None:
-            if len(self.candidates) != 1:
-                raise MissingInputError(
-                    f"give each candidate's arrays in candidates={{name: {{...}}}} for "
-                    f"{self.candidates}")
-            own = {key: logged.pop(key) for key in list(logged) if key in batch_type.CANDIDATE
-                   and key not in batch_type.LOGGED}
-            candidates = {self.candidates[0]: own}
-        unknown = sorted(set(logged) - set(batch_type.LOGGED))
-        if unknown:
-            raise InvalidParameterError(
-                f"unknown logged array(s) {unknown}; expected some of {list(batch_type.LOGGED)}")
-        missing = [name for name in self.candidates if name not in candidates]
-        extra = sorted(set(candidates) - set(self.candidates))
-        if missing or extra:
-            raise InvalidParameterError(
-                f"candidates in the chunk must be {self.candidates}: missing {missing}, "
-                f"unexpected {extra}")
-        for name, arrays in candidates.items():
-            unknown = sorted(set(arrays) - set(batch_type.CANDIDATE))
-            if unknown:
-                raise InvalidParameterError(
-                    f"unknown array(s) {unknown} for candidate {name!r}; expected some of "
-                    f"{list(batch_type.CANDIDATE)}")
-        return candidates
 
     def _check_slots(self, batch: Any) -> None:
         if self.kind != "slate":
@@ -257,6 +237,7 @@ class Evaluation:
             raise InvalidParameterError(f"cannot merge slates of {other._slots} slots into "
                                         f"slates of {self._slots}")
         self._moments.merge(other._moments)
+        self._third.merge(other._third)
         if self._bootstrap is not None:
             self._bootstrap.merge(other._bootstrap)
         for key, diagnostics in other._diagnostics.items():
@@ -287,13 +268,15 @@ class Evaluation:
                 lifts.append(self._difference(
                     estimator, alpha, boot_means, candidate, "logging",
                     [(self._blocks[candidate, estimator.label], estimator, 1.0)],
-                    [self._observed[estimator.observed_key()]]))
+                    [self._observed[estimator.observed_key()]],
+                    self._third[candidate, estimator.label]))
         return Report(self.n, 1.0 - alpha, tuple(estimates), tuple(lifts))
 
     def compare(self, candidate: str, baseline: str, estimator: str,
                 alpha: float = 0.05) -> Difference:
         """The paired difference ``candidate - baseline`` by the estimator labelled
-        ``estimator``."""
+        ``estimator``: Gaussian and, when bootstrapped, bootstrap intervals (the third
+        co-moments across two candidates' terms are not kept, so no skew-corrected one)."""
         alpha = check_alpha(alpha)
         for name in (candidate, baseline):
             if name not in self.candidates:
@@ -315,8 +298,12 @@ class Evaluation:
         mean = self._moments.mean[block]
         value = float(estimator.combine(mean))
         covariance = self._moments.covariance()[block, block]
-        error = delta_method_standard_error(estimator.gradient(mean), covariance, self.n)
-        intervals = {"gaussian": gaussian_interval(value, error, alpha)}
+        gradient = estimator.gradient(mean)
+        error = delta_method_standard_error(gradient, covariance, self.n)
+        third = self._third[candidate, estimator.label]
+        skew = skewness(np.r_[gradient, 0.0], third.comoment, third.third, self.n)
+        intervals = {"gaussian": gaussian_interval(value, error, alpha),
+                     "skew_corrected": skew_corrected_interval(value, error, skew, self.n, alpha)}
         diagnostics = self._diagnostics[candidate, estimator.weight_key()].result()
         if self.empirical_likelihood and estimator.supports_empirical_likelihood:
             intervals["empirical_likelihood"] = empirical_likelihood_interval(
@@ -349,7 +336,7 @@ class Evaluation:
     def _difference(self, estimator: Estimator, alpha: float, boot_means: np.ndarray | None,
                     candidate: str, baseline: str,
                     parts: list[tuple[slice, Estimator, float]],
-                    observed: list[int]) -> Difference:
+                    observed: list[int], third: ThirdMoments | None = None) -> Difference:
         mean = self._moments.mean
         indices, gradient, values = [], [], []
         for block, part, sign in parts:
@@ -364,6 +351,10 @@ class Evaluation:
         error = delta_method_standard_error(np.array(gradient), covariance, self.n)
         value = values[0] - values[1]
         intervals: dict[str, Interval] = {"gaussian": gaussian_interval(value, error, alpha)}
+        if third is not None:  # a lift: the block's columns then its observed one, as indexed
+            skew = skewness(np.array(gradient), third.comoment, third.third, self.n)
+            intervals["skew_corrected"] = skew_corrected_interval(value, error, skew, self.n,
+                                                                  alpha)
         if boot_means is not None and all(i in self._boot_index for i in indices):
             samples = np.zeros(boot_means.shape[0])
             for block, part, sign in parts:

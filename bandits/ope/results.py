@@ -29,8 +29,8 @@ def _clean(value: Any) -> Any:
 class Estimate:
     """One candidate's value by one estimator, its intervals (by method) and weight diagnostics.
 
-    ``intervals`` has ``"gaussian"`` always, ``"empirical_likelihood"`` and ``"bootstrap"`` when
-    they were asked for and apply.
+    ``intervals`` has ``"gaussian"`` and ``"skew_corrected"`` always, ``"empirical_likelihood"``
+    and ``"bootstrap"`` when they were asked for and apply.
     """
 
     candidate: str

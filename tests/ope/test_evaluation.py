@@ -99,9 +99,11 @@ def test_report_has_every_estimate_lift_and_diagnostic_as_json():
     assert encoded["level"] == pytest.approx(0.9)
     assert len(encoded["estimates"]) == len(encoded["lifts"]) == 2 * len(ESTIMATORS)
     snips = report.estimate("model-b", "snips")
-    assert set(snips.intervals) == {"gaussian", "empirical_likelihood", "bootstrap"}
-    assert set(report.estimate("model-b", "dm").intervals) == {"gaussian"}
-    assert set(report.lift("model-a", "dr").intervals) == {"gaussian", "bootstrap"}
+    assert set(snips.intervals) == {"gaussian", "skew_corrected", "empirical_likelihood",
+                                    "bootstrap"}
+    assert set(report.estimate("model-b", "dm").intervals) == {"gaussian", "skew_corrected"}
+    assert set(report.lift("model-a", "dr").intervals) == {"gaussian", "skew_corrected",
+                                                           "bootstrap"}
     diagnostics = snips.diagnostics
     unsupported = candidates["model-b"]["unsupported_mass"]
     assert diagnostics.unsupported_share == pytest.approx((unsupported > 0).mean())
