@@ -107,6 +107,30 @@ class World:
         visit = int(rng.choice(len(self._visits), p=self._visit_p))
         return segment, self.context(segment, visit)
 
+    def draw_users(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` users at once: their segments and visit indices (see :meth:`visit`), drawn
+        from the same distributions as :meth:`draw_context` (not the same stream of draws)."""
+        return (rng.choice(len(self.segments), size=n, p=self._segment_p),
+                rng.choice(len(self._visits), size=n, p=self._visit_p))
+
+    def visit(self, index: int) -> dict[str, Any]:
+        """The ``visit`` namespace of visit ``index``: ``{"daypart", "weekend"}``."""
+        return dict(self._visits[index][0])
+
+    def draw_outcome_matrix(self, segments: np.ndarray, offers: np.ndarray,
+                            rng: np.random.Generator) -> np.ndarray:
+        """Outcomes of showing ``offers[i]`` to ``segments[i]`` for every ``i``, drawn at once:
+        shape ``(n, 3)``, columns in :data:`OBJECTIVES` order (the distributions of
+        :meth:`draw_outcomes`, not its stream of draws)."""
+        segments, offers = np.asarray(segments), np.asarray(offers)
+        click_u, conversion_u = rng.random(segments.size), rng.random(segments.size)
+        sigma = self.revenue_sigma[offers]
+        mu = np.log(self.revenue_mean[segments, offers]) - sigma**2 / 2
+        amount = rng.lognormal(mu, sigma)
+        clicked = click_u < self.click[segments, offers]
+        converted = clicked & (conversion_u < self.conversion[segments, offers])
+        return np.column_stack([clicked, converted, np.where(converted, amount, 0.0)]).astype(float)
+
     def context(self, segment: int, visit: int) -> dict[str, Any]:
         return {USER: copy.deepcopy(self.segments[segment].features),
                 VISIT: dict(self._visits[visit][0])}
