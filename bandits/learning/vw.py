@@ -8,6 +8,7 @@ of microseconds).
 from __future__ import annotations
 
 import os
+import shlex
 import tempfile
 import threading
 from collections.abc import Callable
@@ -217,18 +218,40 @@ class Learner:
         self._workspace.finish()
 
 
+STEP_SIZE_OPTIONS = ("-l", "--learning_rate", "--power_t", "--initial_t",
+                     "--decay_learning_rate")
+
+
+def without_step_size(vw_args: str) -> str:
+    """``vw_args`` without the options that set VW's step size (``-l 0.05``, ``--power_t=0``)."""
+    tokens, kept, skip = shlex.split(vw_args), [], False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token in STEP_SIZE_OPTIONS:
+            skip = True
+        elif token.startswith(tuple(f"{option}=" for option in STEP_SIZE_OPTIONS)) or (
+                token.startswith("-l") and not token.startswith("--") and len(token) > 2):
+            continue  # --power_t=0, -l0.05
+        else:
+            kept.append(token)
+    return shlex.join(kept)
+
+
 class Regressor:
     """A regression of one outcome on (context, action), for reward models (weight tuning).
 
     ``--cb_adf --cb_type mtr`` with the logged action's probability given as 1: VW regresses
     the outcome of the logged action on its features (MTR learns the chosen action's example
     only; probability 1 makes it an unweighted regression), and one predict scores every
-    action. ``vw_args`` are the loop's (its interactions, its bits); the outcome's sign flips
+    action. ``vw_args`` are the loop's (its interactions, its bits) without its step-size
+    options (:func:`without_step_size`): a loop may learn slowly on purpose, but a reward model
+    is fitted once, on rare actions too, with VW's default schedule. The outcome's sign flips
     through :func:`bandits.learning.rewards.cost` both ways.
     """
 
     def __init__(self, vw_args: str = "", blob: bytes | None = None) -> None:
-        self.arguments = f"--cb_adf --cb_type mtr --quiet {vw_args}".strip()
+        self.arguments = f"--cb_adf --cb_type mtr --quiet {without_step_size(vw_args)}".strip()
         self._workspace = _load(self.arguments, blob)
 
     def save(self) -> bytes:

@@ -10,7 +10,14 @@ import pytest
 import vowpalwabbit
 
 from bandits.learning.features import action_line, shared_line
-from bandits.learning.vw import Policy, VwArgsError, check_config, vw_arguments
+from bandits.learning.vw import (
+    Policy,
+    Regressor,
+    VwArgsError,
+    check_config,
+    vw_arguments,
+    without_step_size,
+)
 from bandits.loop_config import LoopConfig
 
 ALGORITHMS = ["squarecb", "epsilon", "softmax", "bag", "cover", "rnd"]
@@ -116,3 +123,20 @@ def test_predictions_are_thread_safe(policy):
     for pmfs in results:
         for count, pmf in pmfs:
             assert_pmf(pmf, count)
+
+
+@pytest.mark.parametrize("given, kept", [
+    ("-q u_ -l 0.05", "-q u_"),
+    ("-q u_ --learning_rate=0.1 --power_t 0 -b 20", "-q u_ -b 20"),
+    ("-l0.3 -q :: --initial_t 1 --decay_learning_rate 0.9", "-q ::"),
+    ("--lrq ab2 -q u_ --l2 1e-6", "--lrq ab2 -q u_ --l2 1e-6"),
+])
+def test_reward_models_take_the_loops_features_but_not_its_step_size(given, kept):
+    """A loop may learn slowly on purpose (-l 0.05 for revenue); a reward model fitted in one
+    pass must not, or it under-learns the rarely shown actions (docs/tuning.md)."""
+    assert without_step_size(given) == kept
+    regressor = Regressor(given)
+    try:
+        assert regressor.arguments == f"--cb_adf --cb_type mtr --quiet {kept}"
+    finally:
+        regressor.close()
