@@ -102,9 +102,11 @@ class ThirdMoments(Moments):
         self.third = np.zeros((columns, columns, columns))
 
     def _add(self, count: int, mean: np.ndarray, centred: np.ndarray) -> None:
-        outer = centred[:, :, None] * centred[:, None, :]
-        self._combine_third(count, mean, centred.T @ centred,
-                            np.tensordot(outer, centred, axes=(0, 0)))
+        third = np.empty((self.columns,) * 3)
+        for i in range(self.columns):  # one product and one matrix-vector product per pair i <= j
+            for j in range(i, self.columns):
+                third[i, j] = third[j, i] = (centred[:, i] * centred[:, j]) @ centred
+        self._combine_third(count, mean, centred.T @ centred, third)
 
     def merge(self, other: ThirdMoments) -> None:
         """Add another accumulator's events (e.g. a worker's partition) to this one."""
