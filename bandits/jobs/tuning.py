@@ -125,11 +125,12 @@ def run_tuning(db: Database, loop_id: int, config: LoopConfig, spec: dict[str, A
                   for rank in (skip, fit_n, fit_n + tune_n)]
     window = reading.Window(loop_id, since, until, page_size, names)
     read = fit_n - skip + tune_n + holdout_n
-    fitted = reading.fit(db, config, window, starts[0], fit_n - skip,
-                         lambda done: progress(READ_SHARE * done / read))
-    parts = reading.Parts(db, config, window, fitted, [(starts[1], tune_n), (starts[2], holdout_n)],
-                          lambda done: progress(READ_SHARE * (fit_n - skip + done) / read))
+    # The children read the tune and holdout shares while this process fits the reward models.
+    parts = reading.Parts(db, config, window, [(starts[1], tune_n), (starts[2], holdout_n)])
     try:
+        fitted = reading.fit(db, config, window, starts[0], fit_n - skip,
+                             lambda done: progress(READ_SHARE * (done + parts.done) / read))
+        parts.score(fitted, lambda done: progress(READ_SHARE * (fit_n - skip + done) / read))
         tune_arrays, holdout_arrays = (share.arrays() for share in parts.shares)
 
         def confirm(weights: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -7,14 +7,17 @@ the policies trained with candidate weights (:mod:`bandits.jobs.tuning` runs the
 - :class:`Parts`: the tune and holdout shares, each read and scored by a child process of its own
   (``python -m bandits.jobs.tuning_reading``; VW holds the GIL, so threads would not help), or
   here one after the other when the machine has one core or the database is an in-memory SQLite.
-  The children keep their share's VW text, and later give the probabilities of trained policies
-  at every event (:meth:`Parts.pmfs`).
+  The children start reading as soon as the job knows where their shares start, while this
+  process fits the reward models, and score once they receive them (:meth:`Parts.score`). They
+  keep their share's VW text, and later give the probabilities of trained policies at every event
+  (:meth:`Parts.pmfs`).
 - :func:`train`: the model the loop would learn with given weights: its own VW configuration and
   exploration, the scalar reward with those weights, the fit share in time order (as a rebuild
   learns the log).
 
-Child protocol: pickles with an 8-byte length, on stdin (the work, then trained models or None)
-and stdout (the scored share, then the probabilities); progress on stderr, one count a line.
+Child protocol: pickles with an 8-byte length, on stdin (the work, then the reward models, then
+trained models or None) and stdout (the scored share, then the probabilities); progress of its
+reading on stderr, one count a line.
 """
 
 from __future__ import annotations
@@ -100,13 +103,13 @@ class Share:
     texts: list[Text] = field(default_factory=list)
     first: str | None = None
 
-    def add(self, event: LoggedEvent, text: Text, predictions: np.ndarray, outcomes: list[float]) -> None:
+    def add(self, text: Text, probability: float, predictions: np.ndarray,
+            outcomes: list[float]) -> None:
         self.predictions.append(predictions)
         self.logged.append(text[2])
-        self.propensity.append(event.probability)
+        self.propensity.append(probability)
         self.outcomes.append(outcomes)
         self.texts.append(text)
-        self.first = self.first or event.ts.isoformat()
 
     @property
     def width(self) -> int:
@@ -211,19 +214,37 @@ def train(config: LoopConfig, fitted: Fitted, weights: np.ndarray,
         learner.close()
 
 
-def score_share(db: Database, config: LoopConfig, window: Window, fitted: Fitted, after,
-                count: int, progress: Callable[[int], None]) -> Share:
-    """Every allowed action of ``count`` decisions after ``after``, scored by the reward models."""
-    models = [Regressor(config.vw_args, blob) for blob in fitted.blobs]
+@dataclass
+class Read:
+    """A share as read: per decision its VW text, propensity and outcomes; when it starts."""
+
+    events: list[tuple[Text, float, list[float]]]
+    first: str | None
+
+
+def read_share(db: Database, config: LoopConfig, window: Window, after, count: int,
+               progress: Callable[[int], None]) -> Read:
+    """``count`` decisions after ``after``, as VW text with their propensities and outcomes."""
     lines_of = Lines()
-    share = Share()
+    events: list[tuple[Text, float, list[float]]] = []
+    first = None
+    for event in window.events(db, after, count):
+        first = first or event.ts.isoformat()
+        events.append((lines_of(event), event.probability,
+                       _outcomes(config, event, window.objectives)))
+        if len(events) % window.page_size == 0:
+            progress(len(events))
+    return Read(events, first)
+
+
+def score_share(read: Read, config: LoopConfig, fitted: Fitted) -> Share:
+    """Every allowed action of a share's decisions, scored by the reward models."""
+    models = [Regressor(config.vw_args, blob) for blob in fitted.blobs]
+    share = Share(first=read.first)
     try:
-        for event in window.events(db, after, count):
-            text = lines_of(event)
+        for text, probability, outcomes in read.events:
             predictions = np.array([model.predict(text[0], text[1]) for model in models]).T
-            share.add(event, text, predictions * fitted.learn_scale, _outcomes(config, event, window.objectives))
-            if len(share.logged) % window.page_size == 0:
-                progress(len(share.logged))
+            share.add(text, probability, predictions * fitted.learn_scale, outcomes)
     finally:
         for model in models:
             model.close()
@@ -231,28 +252,44 @@ def score_share(db: Database, config: LoopConfig, window: Window, fitted: Fitted
 
 
 class Parts:
-    """The tune and holdout shares (``parts``: where each starts and how many decisions),
-    scored by children (or here); then the probabilities of trained policies at their events."""
+    """The tune and holdout shares (``parts``: where each starts and how many decisions): read
+    from construction on, scored by :meth:`score`; then the probabilities of trained policies at
+    their events."""
 
-    def __init__(self, db: Database, config: LoopConfig, window: Window, fitted: Fitted,
-                 parts: list[tuple[Any, int]], progress: Callable[[int], None]) -> None:
+    def __init__(self, db: Database, config: LoopConfig, window: Window,
+                 parts: list[tuple[Any, int]]) -> None:
         url = db.settings.database_url
+        self._local = (db, config, window, parts)
         self._children: list[_Child] = []
         self.shares: list[Share] = []
         if PROCESSES < 2 or (url.startswith("sqlite") and (":memory:" in url or url == "sqlite://")):
-            for index, (after, count) in enumerate(parts):
-                offset = sum(c for _, c in parts[:index])
-                self.shares.append(score_share(db, config, window, fitted, after, count,
-                                               lambda done: progress(offset + done)))
             return
         try:
-            self._children = [_Child((url, config.to_json(), window, fitted.for_children(), after, count))
+            self._children = [_Child((url, config.to_json(), window, after, count))
                               for after, count in parts]
-            self.shares = [child.receive(lambda: progress(sum(c.done for c in self._children)))
-                           for child in self._children]
         except BaseException:
             self.close()
             raise
+
+    @property
+    def done(self) -> int:
+        """Decisions the children have read so far."""
+        return sum(child.done for child in self._children)
+
+    def score(self, fitted: Fitted, progress: Callable[[int], None]) -> None:
+        """Score every share with the reward models (reading here what no child read);
+        ``progress`` hears the decisions read, every second while the children work."""
+        if not self._children:
+            db, config, window, parts = self._local
+            for index, (after, count) in enumerate(parts):
+                offset = sum(c for _, c in parts[:index])
+                read = read_share(db, config, window, after, count,
+                                  lambda done: progress(offset + done))
+                self.shares.append(score_share(read, config, fitted))
+            return
+        for child in self._children:
+            child.send(fitted.for_children())
+        self.shares = [child.receive(lambda: progress(self.done)) for child in self._children]
 
     def pmfs(self, models: list[tuple[dict[str, Any], bytes]],
              heartbeat: Callable[[], None] = lambda: None) -> list[list[np.ndarray]]:
@@ -286,6 +323,7 @@ def _read(stream: BinaryIO) -> Any:
 class _Child:
     def __init__(self, work: tuple) -> None:
         self.done = 0
+        self.sent = 0
         self._errors: list[str] = []
         self._messages: Queue = Queue()
         self._process = subprocess.Popen([sys.executable, "-m", "bandits.jobs.tuning_reading"],
@@ -300,6 +338,7 @@ class _Child:
     def send(self, value: Any) -> None:
         assert self._process.stdin is not None
         _write(self._process.stdin, value)
+        self.sent += 1
 
     def _read_messages(self) -> None:
         assert self._process.stdout is not None
@@ -335,6 +374,8 @@ class _Child:
             return message
 
     def stop(self) -> None:
+        if self.sent < 2:  # still reading, with no models to score with: nothing to wait for
+            self._process.kill()
         if self._process.stdin is not None and not self._process.stdin.closed:
             try:
                 _write(self._process.stdin, None)
@@ -354,15 +395,22 @@ class _Child:
 
 
 def _child_main() -> None:
-    """A scoring child: score its share, then answer requests for trained policies' PMFs."""
+    """A scoring child: read its share, score it with the reward models it is sent, then answer
+    requests for trained policies' PMFs."""
     from bandits.config import load_settings
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    url, config_json, window, fitted, after, count = _read(stdin)
+    url, config_json, window, after, count = _read(stdin)
+    config = LoopConfig.model_validate(config_json)
     db = Database(load_settings(database_url=url), pool_size=1)
     try:
-        share = score_share(db, LoopConfig.model_validate(config_json), window, fitted, after, count,
-                            lambda done: print(done, file=sys.stderr, flush=True))
+        read = read_share(db, config, window, after, count,
+                          lambda done: print(done, file=sys.stderr, flush=True))
+        db.dispose()  # nothing more to read
+        if (fitted := _read(stdin)) is None:  # the job stopped before its models were fitted
+            return
+        share = score_share(read, config, fitted)
+        del read
         _write(stdout, share.without_texts())
         while (models := _read(stdin)) is not None:
             _write(stdout, share.pmfs(models))
