@@ -95,15 +95,23 @@ class Scorer:
     def set_reference_pmf(self, pmf: np.ndarray) -> None:
         """Score every later policy against the policy whose (A, n) probabilities are ``pmf``."""
         self._reference = None
+        rho, q_target = self._weighted(pmf)
+        self._reference = q_target + self._residual * rho
+
+    def _weighted(self, pmf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ρ, q̂^π): the importance weight of the logged action at every event (n,), and each
+        objective's reward model averaged over the policy (K, n)."""
         pmf = np.asarray(pmf, dtype=np.float32)
         rho = pmf[self.arrays.logged, self._columns] * self._inverse_propensity
-        q_target = np.einsum("an,kan->kn", pmf, self._predictions, dtype=np.float64)
-        self._reference = q_target + self._residual * rho
+        return rho, np.einsum("an,kan->kn", pmf, self._predictions, dtype=np.float64)
+
+    def _scores(self, weights: np.ndarray) -> np.ndarray:
+        """(A, n): Σₖ wₖ f̂ₖ of every action at every event."""
+        return np.tensordot(np.asarray(weights, dtype=np.float32), self._predictions, axes=1)
 
     def pmf(self, weights: np.ndarray) -> np.ndarray:
         """(A, n): the policy of ``weights`` (K,) at every event."""
-        scores = np.tensordot(np.asarray(weights, dtype=np.float32), self._predictions, axes=1)
-        return self.exploration.pmf(scores, self._allowed)
+        return self.exploration.pmf(self._scores(weights), self._allowed)
 
     def score(self, weights: np.ndarray) -> Score:
         return self.score_pmf(self.pmf(weights))
@@ -112,12 +120,12 @@ class Scorer:
         """How clearly the loop could learn the policy of ``weights``: the reward models' margin
         between the best action and the next one at the events where it is smallest (its 5th
         percentile over events), in standard deviations of the scalar reward Σ wₖ rₖ (its noise
-        per decision). Weight vectors that
-        give the same policy can differ a lot: with small margins the loop's own model, learning
-        from noisy rewards, serves another policy than the one estimated."""
+        per decision). Weight vectors that give the same policy can differ a lot: with small
+        margins the loop's own model, learning from noisy rewards, serves another policy than the
+        one estimated."""
         weights = np.asarray(weights, dtype=float)
         noise = float(np.std(self.arrays.outcomes @ weights))
-        scores = np.tensordot(weights.astype(np.float32), self._predictions, axes=1)
+        scores = self._scores(weights)
         if self._allowed is not None:
             scores = np.where(self._allowed, scores, -np.inf)
         if scores.shape[0] < 2 or noise <= 0:
@@ -132,9 +140,7 @@ class Scorer:
         an action is not allowed), e.g. a trained model's."""
         arrays = self.arrays
         n, k = arrays.n, arrays.objectives
-        pmf = np.asarray(pmf, dtype=np.float32)
-        rho = pmf[arrays.logged, self._columns] * self._inverse_propensity
-        q_target = np.einsum("an,kan->kn", pmf, self._predictions, dtype=np.float64)
+        rho, q_target = self._weighted(pmf)
         outcomes = self._outcomes
         rho_mean = rho.mean()
         snips = (outcomes @ rho) / n / rho_mean if rho_mean > 0 else np.full(k, np.nan)
