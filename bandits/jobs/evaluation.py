@@ -287,9 +287,10 @@ def _feed(page: list[LoggedEvent], start: int, config: LoopConfig, model: FoldMe
         for objective in evaluations:
             rewards[objective][row] = values[objective]
             q_logged[objective][row] = predictions[objective][chosen]
+        scalar = scalar_reward(config, event.outcomes)  # what the trainer learns
         for name, policy in policies.items():
             pmf = np.asarray(policy.pmf(event, allowed))
-            policy.observe(event, allowed, scalar_reward(config, event.outcomes))
+            policy.observe(event, allowed, scalar)
             target = arrays[name]
             # The logging policy's own probability, exactly: its weights are all 1.
             target["target_probability"][row] = (
