@@ -18,6 +18,7 @@ import pandas as pd
 
 from bandits.analysis.frames import Moment, open_database, utc
 from bandits.export.window import EARLIEST, LATEST
+from bandits.jobs.table import shown_interval
 from bandits.store.db import Database
 
 Progress = Callable[[float], None]
@@ -109,9 +110,7 @@ def tune(database: str | Database, loop: str, primary: str, since: Moment = None
 # -- results as tables ------------------------------------------------------------------------
 
 def _interval(intervals: Mapping[str, Any] | None) -> tuple[float, float]:
-    """The skew-corrected interval (the Gaussian one in results made before it existed)."""
-    intervals = intervals or {}
-    interval = intervals.get("skew_corrected") or intervals.get("gaussian") or {}
+    interval = shown_interval(intervals)
     return _number(interval.get("lower")), _number(interval.get("upper"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 HEADER = ("candidate", "objective", "estimator", "estimate", "interval", "lift vs logging", "ESS")
@@ -11,9 +12,15 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def shown_interval(intervals: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The interval a result's tables show: the skew-corrected one (the Gaussian one in results
+    made before it existed); empty when there is none."""
+    intervals = intervals or {}
+    return intervals.get("skew_corrected") or intervals.get("gaussian") or {}
+
+
 def _interval(intervals: dict[str, Any]) -> str:
-    """The skew-corrected interval (the Gaussian one in results made before it existed)."""
-    found = intervals.get("skew_corrected") or intervals.get("gaussian") or {}
+    found = shown_interval(intervals)
     return f"[{_number(found.get('lower'))}, {_number(found.get('upper'))}]"
 
 
