@@ -168,27 +168,33 @@ def _outcomes(config: LoopConfig, event: LoggedEvent, names: list[str]) -> list[
     return [values[name] for name in names]
 
 
+def _decisions(db: Database, config: LoopConfig, window: Window, after, count: int,
+               progress: Callable[[int], None]) -> Iterator[tuple[LoggedEvent, Text, list[float]]]:
+    """``count`` decisions after ``after``: each with its VW text and its objectives' values;
+    ``progress`` hears the count after every page."""
+    lines_of = Lines()
+    for done, event in enumerate(window.events(db, after, count), start=1):
+        yield event, lines_of(event), _outcomes(config, event, window.objectives)
+        if done % window.page_size == 0:
+            progress(done)
+
+
 def fit(db: Database, config: LoopConfig, window: Window, after, count: int,
         progress: Callable[[int], None]) -> Fitted:
     """One VW regression per objective on ``count`` decisions after ``after``; outcomes are
     divided by the first page's mean absolute value (VW learns outcomes of about unit size)."""
-    names = window.objectives
-    stream = window.events(db, after, count)
+    stream = _decisions(db, config, window, after, count, progress)
     first = list(islice(stream, window.page_size))
-    scale = np.abs(np.array([_outcomes(config, e, names) for e in first])).mean(axis=0)
+    scale = np.abs(np.array([outcomes for _, _, outcomes in first])).mean(axis=0)
     learn_scale = np.where(scale > 0, scale, 1.0)
-    models = [Regressor(config.vw_args) for _ in names]
-    lines_of = Lines()
+    models = [Regressor(config.vw_args) for _ in window.objectives]
     events: list[tuple[Text, float, np.ndarray]] = []
     try:
-        for event in chain(first, stream):
-            outcomes = np.array(_outcomes(config, event, names))
-            text = lines_of(event)
+        for event, text, values in chain(first, stream):
+            outcomes = np.array(values)
             for model, value in zip(models, outcomes / learn_scale):
                 model.learn(text[0], text[1], text[2], value)
             events.append((text, event.probability, outcomes))
-            if len(events) % window.page_size == 0:
-                progress(len(events))
         blobs = [model.save() for model in models]
     finally:
         for model in models:
@@ -225,15 +231,11 @@ class Read:
 def read_share(db: Database, config: LoopConfig, window: Window, after, count: int,
                progress: Callable[[int], None]) -> Read:
     """``count`` decisions after ``after``, as VW text with their propensities and outcomes."""
-    lines_of = Lines()
     events: list[tuple[Text, float, list[float]]] = []
     first = None
-    for event in window.events(db, after, count):
+    for event, text, outcomes in _decisions(db, config, window, after, count, progress):
         first = first or event.ts.isoformat()
-        events.append((lines_of(event), event.probability,
-                       _outcomes(config, event, window.objectives)))
-        if len(events) % window.page_size == 0:
-            progress(len(events))
+        events.append((text, event.probability, outcomes))
     return Read(events, first)
 
 
