@@ -124,16 +124,19 @@ class World:
         :meth:`draw_outcomes`, not its stream of draws)."""
         segments, offers = np.asarray(segments), np.asarray(offers)
         click_u, conversion_u = rng.random(segments.size), rng.random(segments.size)
-        sigma = self.revenue_sigma[offers]
-        mu = np.log(self.revenue_mean[segments, offers]) - sigma**2 / 2
-        amount = rng.lognormal(mu, sigma)
+        amount = rng.lognormal(*self._revenue_lognormal(segments, offers))
         clicked = click_u < self.click[segments, offers]
         converted = clicked & (conversion_u < self.conversion[segments, offers])
         return np.column_stack([clicked, converted, np.where(converted, amount, 0.0)]).astype(float)
 
+    def _revenue_lognormal(self, segment, offer) -> tuple[Any, Any]:
+        """(mu, sigma) of the revenue's lognormal for ``offer`` shown to ``segment`` (scalars or
+        arrays): mu is set so that the mean is ``revenue_mean``."""
+        sigma = self.revenue_sigma[offer]
+        return np.log(self.revenue_mean[segment, offer]) - sigma**2 / 2, sigma
+
     def context(self, segment: int, visit: int) -> dict[str, Any]:
-        return {USER: copy.deepcopy(self.segments[segment].features),
-                VISIT: dict(self._visits[visit][0])}
+        return {USER: copy.deepcopy(self.segments[segment].features), VISIT: self.visit(visit)}
 
     def actions(self) -> list[dict[str, Any]]:
         """The offers as choose ``actions``: ``{"id", "features": {"offer": {...}}}``."""
@@ -147,9 +150,7 @@ class World:
         """
         a = self._index(offer)
         click_u, conversion_u = rng.random(2)
-        sigma = self.revenue_sigma[a]
-        mu = np.log(self.revenue_mean[segment, a]) - sigma**2 / 2  # so that the mean is revenue_mean
-        amount = float(rng.lognormal(mu, sigma))
+        amount = float(rng.lognormal(*self._revenue_lognormal(segment, a)))
         clicked = click_u < self.click[segment, a]
         converted = clicked and conversion_u < self.conversion[segment, a]
         return {"click": int(clicked), "conversion": int(converted),
