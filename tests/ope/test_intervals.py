@@ -11,7 +11,11 @@ import pytest
 from scipy.stats import f as f_distribution
 
 from bandits.ope import Evaluation, empirical_likelihood_interval, estimate
-from bandits.ope.intervals import percentile_interval, skew_corrected_interval
+from bandits.ope.intervals import (
+    gaussian_interval,
+    percentile_interval,
+    skew_corrected_interval,
+)
 from tests.ope.conftest import logged_bandit
 
 
@@ -183,8 +187,8 @@ def test_skew_corrected_interval_is_gaussian_without_skew_and_chunks_do_not_matt
     width = gaussian.upper - gaussian.lower
     assert abs(corrected.lower - gaussian.lower) < 0.01 * width
     assert abs(corrected.upper - gaussian.upper) < 0.01 * width
-    assert skew_corrected_interval(1.0, 0.1, 0.0, 100, 0.05).upper == pytest.approx(gaussian_upper(
-        1.0, 0.1))
+    assert skew_corrected_interval(1.0, 0.1, 0.0, 100, 0.05).upper == pytest.approx(
+        gaussian_interval(1.0, 0.1, 0.05).upper)
     skewed = logged_bandit(3000, seed=13)
     skewed["reward"] = skewed["reward"] * rng.lognormal(2.0, 1.0, 3000)
     whole, parts = Evaluation(["dr", "snips"]), Evaluation(["dr", "snips"])
@@ -195,10 +199,6 @@ def test_skew_corrected_interval_is_gaussian_without_skew_and_chunks_do_not_matt
                             whole.result().estimates + whole.result().lifts):
         a, b = ours.intervals["skew_corrected"], theirs.intervals["skew_corrected"]
         assert (a.lower, a.upper) == pytest.approx((b.lower, b.upper), rel=1e-9)
-
-
-def gaussian_upper(value: float, error: float) -> float:
-    return value + 1.959963984540054 * error
 
 
 def test_skew_corrected_interval_edge_cases():
