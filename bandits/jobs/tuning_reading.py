@@ -42,7 +42,7 @@ from bandits.learning.rewards import cost, objective_values
 from bandits.learning.vw import Learner, Policy, Regressor
 from bandits.loop_config import LoopConfig
 from bandits.store.db import Database
-from bandits.store.jobs import LoggedEvent, window_pages
+from bandits.store.jobs import LoggedText, window_text_pages
 from bandits.tuning import TuningArrays
 
 PROCESSES = min(os.cpu_count() or 1, 2)
@@ -59,10 +59,11 @@ class Window:
     page_size: int
     objectives: list[str]
 
-    def events(self, db: Database, after: tuple[datetime, str] | None, count: int) -> Iterator[LoggedEvent]:
+    def events(self, db: Database, after: tuple[datetime, str] | None, count: int) -> Iterator[LoggedText]:
         """``count`` decisions of the window after ``after`` (None: from its start), in order."""
         left = count
-        for page in window_pages(db, self.loop_id, self.since, self.until, self.page_size, after=after):
+        for page in window_text_pages(db, self.loop_id, self.since, self.until, self.page_size,
+                                      after=after):
             yield from page[:left]
             left -= min(len(page), left)
             if left == 0:
@@ -70,26 +71,27 @@ class Window:
 
 
 class Lines:
-    """The VW text of logged events, remembering action sets (most events offer the same)."""
+    """The VW text of logged events, remembering action sets (most events offer the same) by
+    their JSON text, so a list seen before is not even parsed."""
 
     def __init__(self, size: int = 1024) -> None:
-        self._actions: dict[bytes, tuple[list[str], list[str]]] = {}
+        self._actions: dict[str, tuple[list[str], list[str]]] = {}
         self._size = size
 
-    def __call__(self, event: LoggedEvent) -> Text:
-        key = orjson.dumps(event.actions)
-        cached = self._actions.get(key)
+    def __call__(self, event: LoggedText) -> Text:
+        cached = self._actions.get(event.actions)
         if cached is None:
-            cached = ([a["id"] for a in event.actions],
-                      [action_line(a["id"], a.get("features")) for a in event.actions])
+            actions = orjson.loads(event.actions)
+            cached = ([a["id"] for a in actions],
+                      [action_line(a["id"], a.get("features")) for a in actions])
             if len(self._actions) < self._size:
-                self._actions[key] = cached
+                self._actions[event.actions] = cached
         ids, lines = cached
-        if event.excluded:
-            excluded = set(event.excluded)
+        excluded = set(orjson.loads(event.excluded) or ()) if event.excluded not in (None, "[]") else None
+        if excluded:
             kept = [i for i, action_id in enumerate(ids) if action_id not in excluded]
             ids, lines = [ids[i] for i in kept], [lines[i] for i in kept]
-        return shared_line(event.context), lines, ids.index(event.chosen)
+        return shared_line(orjson.loads(event.context)), lines, ids.index(event.chosen)
 
 
 @dataclass
@@ -163,13 +165,13 @@ class Fitted:
         return Fitted(self.blobs, self.learn_scale, self.mean, self.std, self.count)
 
 
-def _outcomes(config: LoopConfig, event: LoggedEvent, names: list[str]) -> list[float]:
+def _outcomes(config: LoopConfig, event: LoggedText, names: list[str]) -> list[float]:
     values = objective_values(config, event.outcomes)
     return [values[name] for name in names]
 
 
 def _decisions(db: Database, config: LoopConfig, window: Window, after, count: int,
-               progress: Callable[[int], None]) -> Iterator[tuple[LoggedEvent, Text, list[float]]]:
+               progress: Callable[[int], None]) -> Iterator[tuple[LoggedText, Text, list[float]]]:
     """``count`` decisions after ``after``: each with its VW text and its objectives' values;
     ``progress`` hears the count after every page."""
     lines_of = Lines()

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Text, and_, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bandits.store.db import Database, utcnow
@@ -146,6 +146,21 @@ def window_position(loop_id: int, since: datetime, until: datetime, rank: int, *
     return (row[0], row[1]) if row is not None else None
 
 
+class LoggedText(NamedTuple):
+    """A ``cb`` decision as tuning jobs read it: its JSON columns as text, which the reader
+    parses (the actions only when it has not seen the same list: products offer the same actions
+    again and again), and its outcomes as in :class:`LoggedEvent`."""
+
+    event_id: str
+    ts: datetime
+    context: str
+    actions: str
+    excluded: str | None
+    chosen: str
+    probability: float
+    outcomes: list[tuple[str, float]]
+
+
 def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
                  page_size: int = 1000, unactivated: bool = False,
                  after: tuple[datetime, str] | None = None) -> Iterator[list[LoggedEvent]]:
@@ -156,6 +171,36 @@ def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
     ``unactivated``: include the deferred decisions never activated too (exports mark them so
     that VW skips them), flagged in :attr:`LoggedEvent.unactivated`. ``after``: start after this
     (ts, event_id), e.g. from :func:`window_position`."""
+    columns = (Decision.event_id, Decision.ts, Decision.context, Decision.actions,
+               Decision.excluded, Decision.baseline, Decision.chosen, Decision.probability,
+               Decision.pmf, Decision.slots, Decision.model_version,
+               Decision.deferred & Decision.activated_at.is_(None))
+    for rows, outcomes, per_slot in _pages(db, loop_id, since, until, page_size, unactivated,
+                                           after, columns):
+        yield [LoggedEvent(*row[:9], outcomes.get(row[0], []), row[9], per_slot.get(row[0], {}),
+                           row[10], bool(row[11]))
+               for row in rows]
+
+
+def window_text_pages(db: Database, loop_id: int, since: datetime, until: datetime,
+                      page_size: int = 1000, after: tuple[datetime, str] | None = None
+                      ) -> Iterator[list[LoggedText]]:
+    """:func:`window_pages` for tuning jobs: :class:`LoggedText` rows, without the columns they
+    do not read (PMF, slots, baseline). Decoding every decision's actions was most of the cost of
+    reading a page."""
+    columns = (Decision.event_id, Decision.ts, cast(Decision.context, Text),
+               cast(Decision.actions, Text), cast(Decision.excluded, Text), Decision.chosen,
+               Decision.probability)
+    for rows, outcomes, _ in _pages(db, loop_id, since, until, page_size, False, after, columns):
+        yield [LoggedText(*row, outcomes.get(row[0], [])) for row in rows]
+
+
+def _pages(db: Database, loop_id: int, since: datetime, until: datetime, page_size: int,
+           unactivated: bool, after: tuple[datetime, str] | None, columns: tuple
+           ) -> Iterator[tuple[list, dict[str, list[tuple[str, float]]],
+                               dict[str, dict[str, list[tuple[str, float]]]]]]:
+    """Keyset pages of ``columns`` (event_id and ts first), each with its outcomes: those
+    without a slot by event, and those naming a slot by event and slot."""
     while True:
         condition = _window(loop_id, since, until, unactivated)
         if after is not None:
@@ -166,11 +211,8 @@ def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
                                  and_(Decision.ts == after[0], Decision.event_id > after[1])))
         with db.session() as session:
             rows = session.execute(
-                select(Decision.event_id, Decision.ts, Decision.context, Decision.actions,
-                       Decision.excluded, Decision.baseline, Decision.chosen, Decision.probability,
-                       Decision.pmf, Decision.slots, Decision.model_version,
-                       Decision.deferred & Decision.activated_at.is_(None))
-                .where(condition).order_by(Decision.ts, Decision.event_id).limit(page_size)
+                select(*columns).where(condition).order_by(Decision.ts, Decision.event_id)
+                .limit(page_size)
             ).all()
             if not rows:
                 return
@@ -185,7 +227,5 @@ def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
                     outcomes.setdefault(event_id, []).append((objective, value))
                 else:
                     per_slot.setdefault(event_id, {}).setdefault(slot, []).append((objective, value))
-        yield [LoggedEvent(*row[:9], outcomes.get(row[0], []), row[9], per_slot.get(row[0], {}),
-                           row[10], bool(row[11]))
-               for row in rows]
+        yield rows, outcomes, per_slot
         after = (rows[-1][1], rows[-1][0])
