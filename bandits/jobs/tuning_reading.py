@@ -39,7 +39,7 @@ import orjson
 
 from bandits.learning.features import action_line, shared_line
 from bandits.learning.rewards import cost, objective_values
-from bandits.learning.vw import Learner, Policy, Regressor
+from bandits.learning.vw import Learner, Policy, Regressor, predict_each
 from bandits.loop_config import LoopConfig
 from bandits.store.db import Database
 from bandits.store.jobs import LoggedText, window_text_pages
@@ -184,18 +184,21 @@ def _decisions(db: Database, config: LoopConfig, window: Window, after, count: i
 def fit(db: Database, config: LoopConfig, window: Window, after, count: int,
         progress: Callable[[int], None]) -> Fitted:
     """One VW regression per objective on ``count`` decisions after ``after``; outcomes are
-    divided by the first page's mean absolute value (VW learns outcomes of about unit size)."""
+    divided by the first page's mean absolute value (VW learns outcomes of about unit size), and
+    the step size follows its mean number of actions (:class:`Regressor`)."""
     stream = _decisions(db, config, window, after, count, progress)
     first = list(islice(stream, window.page_size))
     scale = np.abs(np.array([outcomes for _, _, outcomes in first])).mean(axis=0)
     learn_scale = np.where(scale > 0, scale, 1.0)
-    models = [Regressor(config.vw_args) for _ in window.objectives]
+    actions = float(np.mean([len(text[1]) for _, text, _ in first])) if first else None
+    models = [Regressor(config.vw_args, actions=actions) for _ in window.objectives]
     events: list[tuple[Text, float, np.ndarray]] = []
     try:
         for event, text, values in chain(first, stream):
             outcomes = np.array(values)
+            shared, logged = text[0], text[1][text[2]]
             for model, value in zip(models, outcomes / learn_scale):
-                model.learn(text[0], text[1], text[2], value)
+                model.learn(shared, logged, value)
             events.append((text, event.probability, outcomes))
         blobs = [model.save() for model in models]
     finally:
@@ -247,7 +250,7 @@ def score_share(read: Read, config: LoopConfig, fitted: Fitted) -> Share:
     share = Share(first=read.first)
     try:
         for text, probability, outcomes in read.events:
-            predictions = np.array([model.predict(text[0], text[1]) for model in models]).T
+            predictions = np.array(predict_each(models, text[0], text[1])).T
             share.add(text, probability, predictions * fitted.learn_scale, outcomes)
     finally:
         for model in models:

@@ -7,6 +7,7 @@ of microseconds).
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import tempfile
@@ -238,27 +239,43 @@ def without_step_size(vw_args: str) -> str:
     return shlex.join(kept)
 
 
+VW_LEARNING_RATE = 0.5  # VW's default -l
+
+
 class Regressor:
     """A regression of one outcome on (context, action), for reward models (weight tuning).
 
-    ``--cb_adf --cb_type mtr`` with the logged action's probability given as 1: VW regresses
-    the outcome of the logged action on its features (MTR learns the chosen action's example
-    only; probability 1 makes it an unweighted regression), and one predict scores every
-    action. ``vw_args`` are the loop's (its interactions, its bits) without its step-size
-    options (:func:`without_step_size`): a loop may learn slowly on purpose, but a reward model
-    is fitted once, on rare actions too, with VW's default schedule. The outcome's sign flips
-    through :func:`bandits.learning.rewards.cost` both ways.
+    ``--cb_adf --cb_type mtr``: VW regresses the outcome of the logged action on its features,
+    and one predict scores every action. ``vw_args`` are the loop's (its interactions, its bits)
+    without its step-size options (:func:`without_step_size`): a loop may learn slowly on
+    purpose, but a reward model is fitted once, on rare actions too, with VW's default schedule.
+    The outcome's sign flips through :func:`bandits.learning.rewards.cost` both ways.
+
+    Learning takes the shared line and the logged action's line only (MTR learns that one
+    alone; parsing the others cost two thirds of a fit over 10 actions). What the other lines
+    changed: MTR weighs each event by (events seen / actions seen), 1/A for A actions, and under
+    VW's adaptive, normalised updates a constant weight w acts as the step size times √w. So a
+    regressor for events of ``actions`` actions (A, on average) learns with step size 0.5 √(1/A),
+    which reproduces the full fit when every event has A actions: the predictions agree to 1e-7
+    (a test), and over 50,000 decisions of the simulator's world with 5, 10 and 30 actions the
+    models' errors against the truth agree to 4 digits. (Under other update rules the loop's
+    ``vw_args`` might choose, e.g. ``--sgd``, the equivalence is only approximate.)
     """
 
-    def __init__(self, vw_args: str = "", blob: bytes | None = None) -> None:
-        self.arguments = f"--cb_adf --cb_type mtr --quiet {without_step_size(vw_args)}".strip()
+    def __init__(self, vw_args: str = "", blob: bytes | None = None,
+                 actions: float | None = None) -> None:
+        """``blob``: a saved model to predict with; ``actions``: the mean number of actions of
+        the events it will learn (sets the step size; None: VW's default)."""
+        step = "" if actions is None else f" -l {VW_LEARNING_RATE / math.sqrt(max(actions, 1.0))!r}"
+        self.arguments = f"--cb_adf --cb_type mtr --quiet{step} {without_step_size(vw_args)}".strip()
         self._workspace = _load(self.arguments, blob)
 
     def save(self) -> bytes:
         return _save(self._workspace)
 
-    def learn(self, shared: str | None, actions: list[str], chosen: int, value: float) -> None:
-        _learn_adf(self._workspace, shared, actions, chosen, cost(float(value)), 1.0)
+    def learn(self, shared: str | None, action: str, value: float) -> None:
+        """Learn that ``action`` (its line) had outcome ``value`` in the context ``shared``."""
+        _learn_adf(self._workspace, shared, [action], 0, cost(float(value)), 1.0)
 
     def predict(self, shared: str | None, actions: list[str]) -> list[float]:
         """The predicted outcome of each action, aligned with ``actions``."""
@@ -266,6 +283,27 @@ class Regressor:
 
     def close(self) -> None:
         self._workspace.finish()
+
+
+def predict_each(regressors: list[Regressor], shared: str | None, actions: list[str]) -> list[list[float]]:
+    """``[r.predict(shared, actions) for r in regressors]`` with one parse: regressors built with
+    the same arguments hash and lay out an example alike, so the first one's parse serves all
+    (a test checks the predictions are the same). Scoring with three reward models spent half
+    its time parsing."""
+    if not regressors:
+        return []
+    first = regressors[0]
+    if any(r.arguments != first.arguments for r in regressors):
+        raise ValueError("predict_each needs regressors with the same VW arguments")
+    examples = first._workspace._parse("\n".join([shared, *actions] if shared is not None else actions))
+    try:
+        out = []
+        for regressor in regressors:
+            pylibvw.vw.predict_multi(regressor._workspace, examples)
+            out.append([cost(score) for score in examples[0].get_action_scores()])
+        return out
+    finally:
+        pylibvw.vw._finish_example_multi_ex(first._workspace, examples)
 
 
 def namespace_feature_counts(lines: list[str]) -> list[dict[str, int]]:

@@ -6,6 +6,7 @@ import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import vowpalwabbit
 
@@ -14,7 +15,9 @@ from bandits.learning.vw import (
     Policy,
     Regressor,
     VwArgsError,
+    _learn_adf,
     check_config,
+    predict_each,
     vw_arguments,
     without_step_size,
 )
@@ -140,3 +143,62 @@ def test_reward_models_take_the_loops_features_but_not_its_step_size(given, kept
         assert regressor.arguments == f"--cb_adf --cb_type mtr --quiet {kept}"
     finally:
         regressor.close()
+
+
+def _regression_log(seed: int, events: int, actions: int):
+    """Contexts, logged actions and outcomes whose mean depends on (segment, action)."""
+    rng = np.random.default_rng(seed)
+    lines = offers(actions)
+    means = rng.random((4, actions))
+    log = []
+    for _ in range(events):
+        segment = int(rng.integers(4))
+        shared = shared_line({"user": {"segment": f"s{segment}", "score": float(rng.random())}})
+        logged = int(rng.integers(actions))
+        log.append((shared, logged, float(rng.random() < means[segment, logged])))
+    return lines, log
+
+
+@pytest.mark.parametrize("actions", [3, 12])
+def test_learning_only_the_logged_line_reproduces_the_full_adf_fit(actions):
+    """MTR learns only the logged action's example, weighted by events / actions seen; the
+    regressor learns that line alone with the step size that weight amounts to. Its predictions
+    agree with a workspace that learns every event's full ADF example (the reward models' fit
+    before) to float precision; with VW's default step size they differ by 0.05."""
+    lines, log = _regression_log(1, 3000, actions)
+    full = vowpalwabbit.Workspace("--cb_adf --cb_type mtr --quiet -q u_")
+    short = Regressor("-q u_ -l 0.05", actions=actions)
+    try:
+        assert "-l 0.05" not in short.arguments
+        for shared, logged, value in log:
+            _learn_adf(full, shared, lines, logged, -value, 1.0)
+            short.learn(shared, lines[logged], value)
+        for shared, _, _ in log[:50]:
+            theirs = -np.array(full.predict("\n".join([shared, *lines])))
+            ours = np.array(short.predict(shared, lines))
+            assert np.abs(ours - theirs).max() < 1e-4, (ours, theirs)  # 1e-7 seen
+            assert np.ptp(ours) > 0.1  # they learned something
+    finally:
+        full.finish()
+        short.close()
+
+
+def test_predict_each_parses_once_and_predicts_as_each_model_alone():
+    lines, log = _regression_log(2, 500, 5)
+    models = [Regressor("-q u_", actions=5) for _ in range(3)]
+    try:
+        for index, model in enumerate(models):  # three different models
+            for shared, logged, value in log[index::3]:
+                model.learn(shared, lines[logged], value * (index + 1))
+        for shared, _, _ in log[:20]:
+            assert predict_each(models, shared, lines) == [m.predict(shared, lines) for m in models]
+        assert predict_each(models, None, lines) == [m.predict(None, lines) for m in models]
+    finally:
+        for model in models:
+            model.close()
+    other = Regressor("-q u_ -b 20")
+    try:
+        with pytest.raises(ValueError, match="same VW arguments"):
+            predict_each([models[0], other], None, lines)
+    finally:
+        other.close()
