@@ -57,13 +57,14 @@ class Score:
 
 
 def _moments(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Means and sample covariance of the per-event terms, one row per term (c, n)."""
+    """Means and sample covariance of the per-event terms, one row per term (c, n). ``rows``
+    is centred in place (a copy of it cost as much as the product)."""
     n = rows.shape[1]
     mean = rows.mean(axis=1)
     if n < 2:
         return mean, np.full((rows.shape[0],) * 2, np.nan)
-    centred = rows - mean[:, None]
-    return mean, (centred @ centred.T) / (n - 1)
+    rows -= mean[:, None]
+    return mean, (rows @ rows.T) / (n - 1)
 
 
 def _error(variance: np.ndarray, n: int) -> np.ndarray:
@@ -103,7 +104,9 @@ class Scorer:
         objective's reward model averaged over the policy (K, n)."""
         pmf = np.asarray(pmf, dtype=np.float32)
         rho = pmf[self.arrays.logged, self._columns] * self._inverse_propensity
-        return rho, np.einsum("an,kan->kn", pmf, self._predictions, dtype=np.float64)
+        # Summed in float32 (sums of A products, relative error ~1e-7, far below any standard
+        # error), in a third of the time of a float64 einsum.
+        return rho, np.einsum("an,kan->kn", pmf, self._predictions).astype(np.float64)
 
     def _scores(self, weights: np.ndarray) -> np.ndarray:
         """(A, n): Σₖ wₖ f̂ₖ of every action at every event."""
