@@ -151,7 +151,8 @@ def run_tuning(db: Database, loop_id: int, config: LoopConfig, spec: dict[str, A
             min_ess=spec["min_ess"] * tune_arrays.n)
         result = tune(problem, exploration, tune_arrays, holdout_arrays, spec["budget"], spec["seed"],
                       lambda fraction: progress(READ_SHARE + SEARCH_SHARE * fraction),
-                      confirm=confirm, confirm_count=spec.get("confirm", CONFIRM))
+                      confirm=confirm, confirm_count=spec.get("confirm", CONFIRM),
+                      score_many=parts.score_many)
     finally:
         parts.close()
     result["run"] = {

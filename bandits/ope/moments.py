@@ -43,6 +43,15 @@ class Moments:
         mean = terms.mean(axis=0)
         self._add(terms.shape[0], mean, terms - mean)
 
+    def update_rows(self, rows: np.ndarray) -> None:
+        """Add the columns of ``rows`` (shape ``(k, m)``: one row per term, one column per
+        event), which are centred in place (no copy of them is made)."""
+        if rows.shape[1] == 0:
+            return
+        mean = rows.mean(axis=1)
+        rows -= mean[:, None]
+        self._add(rows.shape[1], mean, rows.T)
+
     def _add(self, count: int, mean: np.ndarray, centred: np.ndarray) -> None:
         self._combine(count, mean, centred.T @ centred)
 

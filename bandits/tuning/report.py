@@ -16,7 +16,9 @@ from bandits.ope.intervals import gaussian_interval
 from bandits.tuning.data import TuningArrays
 from bandits.tuning.policies import Exploration
 from bandits.tuning.scoring import ESTIMATORS, Score, Scorer
-from bandits.tuning.search import Candidate, Problem, Search, judge, recommend, sensitivity
+from bandits.tuning.search import (
+    Candidate, Problem, ScoreMany, Search, judge, recommend, score_here, sensitivity,
+)
 
 
 def _interval(value: float, error: float, alpha: float) -> tuple[float, float]:
@@ -114,18 +116,20 @@ def _confirmed(problem: Problem, tune_scorer: Scorer, holdout_scorer: Scorer,
 def tune(problem: Problem, exploration: Exploration, tune_split: TuningArrays,
          holdout_split: TuningArrays, budget: int, seed: int,
          progress: Callable[[float], None] = lambda fraction: None,
-         confirm: Confirm | None = None, confirm_count: int = 3) -> dict[str, Any]:
+         confirm: Confirm | None = None, confirm_count: int = 3,
+         score_many: ScoreMany = score_here) -> dict[str, Any]:
     """Search weights on ``tune_split``, pick one, re-estimate it on ``holdout_split``.
 
     With ``confirm``, the search's best candidates (up to ``confirm_count`` distinct policies
     that pass) and the current weights are confirmed: the policies the loop would actually serve
     with them (``confirm`` trains them) are estimated on both splits, and the recommendation is
     chosen among those by the same rule. Without it, among the reward models' policies.
+    ``score_many`` scores the search's candidates (:data:`~bandits.tuning.search.ScoreMany`).
 
     Returns the candidates table, the Pareto front (candidate ids), the recommendation with its
     holdout estimates and sensitivity, and the logger's means on both splits.
     """
-    search = Search(problem, Scorer(tune_split, exploration), progress)
+    search = Search(problem, Scorer(tune_split, exploration), progress, score_many)
     candidates = search.run(budget, seed)
     current = candidates[0]
     holdout = Scorer(holdout_split, exploration)

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
@@ -37,7 +35,6 @@ from bandits.tuning.scoring import Score, Scorer
 
 DR, SNIPS = 0, 1
 SENSITIVITY_STEP = 0.05
-THREADS = min(os.cpu_count() or 1, 4)  # candidates scored at once
 
 
 @dataclass(frozen=True)
@@ -166,14 +163,26 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
     return mask
 
 
+# Scores weight vectors with a scorer, in order: here by default; a job passes one that spreads
+# them over processes (numpy's operations on the scorer's chunks hold the GIL, so threads score
+# no faster than one).
+ScoreMany = Callable[[Scorer, list[np.ndarray]], Iterable[Score]]
+
+
+def score_here(scorer: Scorer, weights: list[np.ndarray]) -> Iterable[Score]:
+    return map(scorer.score, weights)
+
+
 class Search:
     """Evaluates candidates on the tune split's :class:`Scorer`."""
 
     def __init__(self, problem: Problem, scorer: Scorer,
-                 progress: Callable[[float], None] = lambda fraction: None) -> None:
+                 progress: Callable[[float], None] = lambda fraction: None,
+                 score_many: ScoreMany = score_here) -> None:
         self.problem = problem
         self.scorer = scorer
         self.progress = progress
+        self.score_many = score_many
         self.candidates: list[Candidate] = []
 
     def evaluate(self, point: np.ndarray, source: str, record: bool = True,
@@ -198,13 +207,10 @@ class Search:
         else:
             explored = max((budget - 1) * 7 // 10, 1)
             points = [(p, "quasi-random") for p in sobol_simplex(k, explored, seed)]
-        # numpy releases the GIL in the large array operations: candidates are scored in
-        # threads, in order, and recorded in order (the result does not depend on the threads).
-        with ThreadPoolExecutor(THREADS, thread_name_prefix="tuning") as pool:
-            scores = pool.map(self.scorer.score, [problem.user_weights(p) for p, _ in points])
-            for done, ((point, source), score) in enumerate(zip(points, scores), start=1):
-                self.evaluate(point, source, score=score)
-                self.progress(done / max(budget, 1))
+        scores = self.score_many(self.scorer, [problem.user_weights(p) for p, _ in points])
+        for done, ((point, source), score) in enumerate(zip(points, scores), start=1):
+            self.evaluate(point, source, score=score)
+            self.progress(done / max(budget, 1))
         if k > 3:
             self._refine(budget - len(self.candidates))
         values = np.array([problem.directions * c.score.value[DR] for c in self.candidates])

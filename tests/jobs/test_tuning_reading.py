@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
+
 from bandits.jobs.tuning_reading import Window, read_share
 from bandits.learning.features import action_line, shared_line
 from bandits.loop_config import LoopConfig
@@ -55,3 +57,53 @@ def test_decisions_read_as_the_services_vw_text_without_excluded_actions(client,
                         allowed.index(action))
         assert logged_probability == probability
         assert outcomes == ([0.0, 7.5] if body["event_id"] == "e1" else [0.0, 0.0])
+
+
+def test_the_children_score_the_search_in_order_as_this_process_would(app, db, monkeypatch):
+    """Parts.score_many: the tune share's scorer sent to both children, batches of candidates
+    scored there, answers in order and equal to scoring here; a search abandoned halfway leaves
+    the children's answers lined up for the next request."""
+    from bandits.jobs import tuning_reading
+    from bandits.services.loops import LoopService
+    from bandits.simulate.logged import write_log
+    from bandits.simulate.world import tradeoff
+    from bandits.tuning import Exploration, Scorer
+
+    weights = {"click": 1.0, "conversion": 0.0, "revenue": 0.0}
+    LoopService(db).create("t", {"objectives": [{"name": k, "weight": w} for k, w in weights.items()],
+                                 "exploration": {"algorithm": "epsilon", "epsilon": 0.2}})
+    with db.session() as session:
+        loop = session.query(Loop).filter(Loop.name == "t").one()
+        loop_id, config = loop.id, LoopConfig.model_validate(loop.config)
+    write_log(db, loop_id, tradeoff(), 900, weights=weights, epsilon=0.2, seed=3)
+    now = datetime.now(timezone.utc)
+    window = Window(loop_id, now - timedelta(days=1), now + timedelta(hours=1), 100, list(weights))
+    monkeypatch.setattr(tuning_reading, "SCORE_BATCH", 3)  # many batches, two ahead per child
+    fitted = tuning_reading.fit(db, config, window, None, 300, lambda done: None)
+    with db.session() as session:
+        from bandits.store.jobs import window_position
+        starts = [window_position(loop_id, window.since, window.until, rank - 1, session=session)
+                  for rank in (300, 600)]
+    parts = tuning_reading.Parts(db, config, window, [(starts[0], 300), (starts[1], 300)])
+    try:
+        parts.score(fitted, lambda done: None)
+        assert len(parts._children) == 2  # a file database: the children did the work
+        scorer = Scorer(parts.shares[0].arrays(), Exploration("epsilon", 0.2))
+        scorer.set_reference(np.array([1.0, 0.0, 0.0]))
+        candidates = [np.array([1.0, c, 10 * c]) for c in np.linspace(0, 1, 20)]
+        here = [scorer.score(w) for w in candidates]
+        there = list(parts.score_many(scorer, candidates))
+        assert len(there) == len(here)
+        for ours, theirs in zip(here, there):
+            np.testing.assert_array_equal(ours.value, theirs.value)
+            np.testing.assert_array_equal(ours.lift_standard_error, theirs.lift_standard_error)
+            np.testing.assert_array_equal(ours.versus_reference, theirs.versus_reference)
+        abandoned = parts.score_many(scorer, candidates)
+        next(abandoned)
+        abandoned.close()
+        model = tuning_reading.train(config, fitted, np.array([1.0, 0.0, 0.0]))
+        tune_pmfs, holdout_pmfs = parts.pmfs([model])
+        assert tune_pmfs[0].shape == (len(tradeoff().offers), 300)
+        np.testing.assert_allclose(tune_pmfs[0].sum(axis=0), 1.0, rtol=1e-5)
+    finally:
+        parts.close()
