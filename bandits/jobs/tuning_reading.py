@@ -197,13 +197,13 @@ def fit(db: Database, config: LoopConfig, window: Window, after, count: int,
     actions = float(np.mean([len(text[1]) for _, text, _ in first])) if first else None
     models = [Regressor(config.vw_args, actions=actions) for _ in window.objectives]
     events: list[tuple[Text, float, np.ndarray]] = []
+    scales = learn_scale.tolist()  # Python floats: no array operations per decision
     try:
         for event, text, values in chain(first, stream):
-            outcomes = np.array(values)
             shared, logged = text[0], text[1][text[2]]
-            for model, value in zip(models, outcomes / learn_scale):
-                model.learn(shared, logged, value)
-            events.append((text, event.probability, outcomes))
+            for model, value, divisor in zip(models, values, scales):
+                model.learn(shared, logged, value / divisor)
+            events.append((text, event.probability, np.array(values)))
         blobs = [model.save() for model in models]
     finally:
         for model in models:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Text, and_, cast, func, or_, select, update
+from sqlalchemy import ARRAY, Text, and_, any_, bindparam, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bandits.store.db import Database, utcnow
@@ -218,10 +218,16 @@ def _pages(db: Database, loop_id: int, since: datetime, until: datetime, page_si
                 return
             outcomes: dict[str, list[tuple[str, float]]] = {}
             per_slot: dict[str, dict[str, list[tuple[str, float]]]] = {}
+            ids = [row[0] for row in rows]
+            if session.get_bind().dialect.name == "postgresql":
+                # One array parameter: a short statement psycopg parses once, not a new one with
+                # a thousand placeholders per page (a tenth of reading a page).
+                of_page = Outcome.event_id == any_(bindparam("ids", ids, type_=ARRAY(Text)))
+            else:
+                of_page = Outcome.event_id.in_(ids)
             for event_id, objective, value, slot in session.execute(
                 select(Outcome.event_id, Outcome.objective, Outcome.value, Outcome.slot)
-                .where(Outcome.loop_id == loop_id, Outcome.event_id.in_([row[0] for row in rows]))
-                .order_by(Outcome.ts, Outcome.id)
+                .where(Outcome.loop_id == loop_id, of_page).order_by(Outcome.ts, Outcome.id)
             ):
                 if slot is None:
                     outcomes.setdefault(event_id, []).append((objective, value))
