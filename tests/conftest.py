@@ -128,3 +128,14 @@ def loop_key(app) -> str:
 @pytest.fixture
 def auth(loop_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {loop_key}"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (``-n 2 --dist loadgroup``), the end-to-end tests run one after another
+    on one worker: they time rewards against reward windows, so they do not share the machine
+    with each other; the other tests are spread over the workers."""
+    if not config.pluginmanager.hasplugin("xdist"):  # -p no:xdist: its marker is unknown
+        return
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
