@@ -10,8 +10,9 @@ not timed). The loop learns with ``-q u_ -q uo`` and epsilon-greedy exploration.
 read the window in pages (default split 60/20/20), fit one VW reward model per objective on the
 fit share's newest ``fit_limit`` (default 200,000) decisions, score every action of the tune and
 holdout shares (200,000 each, two child processes reading them meanwhile), score 1,000 weight
-candidates on the tune share (in those two children), confirm the best three distinct policies and the current weights by training the loop's
-model with them on the fit share, re-estimate the choice on the holdout. Printed: each phase,
+candidates on the tune share (in those two children), confirm the best three distinct policies
+and the current weights by training the loop's model with them on the fit share, re-estimate the
+choice on the holdout. Printed: each phase,
 the total, peak RSS (of this process; the children hold their share's text too).
 
 **Baseline, same run**: scoring one candidate with the general streaming library

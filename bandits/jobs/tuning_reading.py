@@ -47,6 +47,7 @@ from bandits.loop_config import LoopConfig
 from bandits.store.db import Database
 from bandits.store.jobs import LoggedText, window_text_pages
 from bandits.tuning import Score, Scorer, TuningArrays
+from bandits.tuning.search import score_here
 
 PROCESSES = min(os.cpu_count() or 1, 2)
 SCORE_BATCH = 16  # weight vectors a child scores per message
@@ -63,7 +64,8 @@ class Window:
     page_size: int
     objectives: list[str]
 
-    def events(self, db: Database, after: tuple[datetime, str] | None, count: int) -> Iterator[LoggedText]:
+    def events(self, db: Database, after: tuple[datetime, str] | None,
+               count: int) -> Iterator[LoggedText]:
         """``count`` decisions of the window after ``after`` (None: from its start), in order."""
         left = count
         for page in window_text_pages(db, self.loop_id, self.since, self.until, self.page_size,
@@ -91,7 +93,9 @@ class Lines:
             if len(self._actions) < self._size:
                 self._actions[event.actions] = cached
         ids, lines = cached
-        excluded = set(orjson.loads(event.excluded) or ()) if event.excluded not in (None, "[]") else None
+        excluded = None
+        if event.excluded not in (None, "[]"):
+            excluded = set(orjson.loads(event.excluded) or ())
         if excluded:
             kept = [i for i, action_id in enumerate(ids) if action_id not in excluded]
             ids, lines = [ids[i] for i in kept], [lines[i] for i in kept]
@@ -318,7 +322,7 @@ class Parts:
         shares are scored, each sent the scorer and then batches of :data:`SCORE_BATCH` weight
         vectors, at most two batches ahead."""
         if not self._children:
-            yield from map(scorer.score, weights)
+            yield from score_here(scorer, weights)
             return
         children = self._children
         for child in children:

@@ -266,8 +266,10 @@ class Regressor:
                  actions: float | None = None) -> None:
         """``blob``: a saved model to predict with; ``actions``: the mean number of actions of
         the events it will learn (sets the step size; None: VW's default)."""
-        step = "" if actions is None else f" -l {VW_LEARNING_RATE / math.sqrt(max(actions, 1.0))!r}"
-        self.arguments = f"--cb_adf --cb_type mtr --quiet{step} {without_step_size(vw_args)}".strip()
+        step = ("" if actions is None
+                else f" -l {VW_LEARNING_RATE / math.sqrt(max(actions, 1.0))!r}")
+        self.arguments = (f"--cb_adf --cb_type mtr --quiet{step} "
+                          f"{without_step_size(vw_args)}").strip()
         self._workspace = _load(self.arguments, blob)
 
     def save(self) -> bytes:
@@ -279,13 +281,14 @@ class Regressor:
 
     def predict(self, shared: str | None, actions: list[str]) -> list[float]:
         """The predicted outcome of each action, aligned with ``actions``."""
-        return [cost(score) for score in _predict(self._workspace, shared, actions)]
+        return predict_each([self], shared, actions)[0]
 
     def close(self) -> None:
         self._workspace.finish()
 
 
-def predict_each(regressors: list[Regressor], shared: str | None, actions: list[str]) -> list[list[float]]:
+def predict_each(regressors: list[Regressor], shared: str | None,
+                 actions: list[str]) -> list[list[float]]:
     """``[r.predict(shared, actions) for r in regressors]`` with one parse: regressors built with
     the same arguments hash and lay out an example alike, so the first one's parse serves all
     (a test checks the predictions are the same). Scoring with three reward models spent half
@@ -295,7 +298,8 @@ def predict_each(regressors: list[Regressor], shared: str | None, actions: list[
     first = regressors[0]
     if any(r.arguments != first.arguments for r in regressors):
         raise ValueError("predict_each needs regressors with the same VW arguments")
-    examples = first._workspace._parse("\n".join([shared, *actions] if shared is not None else actions))
+    text = "\n".join([shared, *actions] if shared is not None else actions)
+    examples = first._workspace._parse(text)
     try:
         out = []
         for regressor in regressors:

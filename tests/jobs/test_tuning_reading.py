@@ -70,7 +70,8 @@ def test_the_children_score_the_search_in_order_as_this_process_would(app, db, m
     from bandits.tuning import Exploration, Scorer
 
     weights = {"click": 1.0, "conversion": 0.0, "revenue": 0.0}
-    LoopService(db).create("t", {"objectives": [{"name": k, "weight": w} for k, w in weights.items()],
+    objectives = [{"name": k, "weight": w} for k, w in weights.items()]
+    LoopService(db).create("t", {"objectives": objectives,
                                  "exploration": {"algorithm": "epsilon", "epsilon": 0.2}})
     with db.session() as session:
         loop = session.query(Loop).filter(Loop.name == "t").one()
