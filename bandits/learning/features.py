@@ -29,6 +29,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 # The service adds each action's id as a feature in this namespace, so that actions without
 # features of their own are still told apart by the model.
 ACTION_NAMESPACE = "_action"
@@ -197,6 +199,10 @@ def identified_line(namespace: str, item_id: str, features: dict[str, Any] | Non
 
     A :class:`FeatureError` about the id has the path ``.id``; about a feature, ``.features...``.
     """
+    key = _line_key(namespace, item_id, features)
+    line = _lines.get(key) if key is not None else None
+    if line is not None:
+        return line
     try:
         head = f"|{namespace} id={escape(item_id)}"
     except FeatureError as error:
@@ -205,7 +211,34 @@ def identified_line(namespace: str, item_id: str, features: dict[str, Any] | Non
         body = namespaces_text(features or {})
     except FeatureError as error:
         raise error.inside(".features") from None
-    return f"{head} {body}" if body else head
+    line = f"{head} {body}" if body else head
+    if key is not None:
+        if len(_lines) >= LINE_CACHE_SIZE:
+            _lines.clear()
+        _lines[key] = line
+    return line
+
+
+# Actions (and slots) repeat from one request to the next, as a catalogue does: the line of each
+# is remembered under its namespace, id and the JSON of its features, which spells the features'
+# order and types exactly. Features whose JSON is long, or holds a null, are featurised each time:
+# orjson writes NaN and infinities as null, so a key with a null could stand for a value that
+# must be refused. Only lines that passed validation are remembered.
+LINE_CACHE_SIZE = 20_000
+LINE_CACHE_KEY = 1024  # bytes of features JSON
+_lines: dict[tuple[str, str, bytes], str] = {}
+
+
+def _line_key(namespace: str, item_id: str, features: Any) -> tuple[str, str, bytes] | None:
+    if type(item_id) is not str or len(item_id) > LINE_CACHE_KEY:
+        return None
+    try:
+        document = orjson.dumps(features)
+    except TypeError:  # orjson.JSONEncodeError: not JSON (a caller's own objects, huge integers)
+        return None
+    if len(document) > LINE_CACHE_KEY or b"null" in document:
+        return None
+    return namespace, item_id, document
 
 
 def check_value(value: Any, path: str) -> str | None:

@@ -310,3 +310,51 @@ def test_nesting_is_bounded():
     for _ in range(MAX_DEPTH - 1):
         value = {"a": value}
     assert shared_line({"user": value}) is not None
+
+
+# -- the line cache ----------------------------------------------------------------------------
+
+
+def _uncached_line(action_id: str, action_features: Any) -> str:
+    features._lines.clear()
+    return action_line(action_id, action_features)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, namespaces, namespaces)
+def test_a_remembered_line_is_the_line_of_those_very_features(action_id, first, second):
+    """Lines come back from the cache only for features with the same JSON: same order, same
+    types. Whatever was featurised before, each line is what a fresh featurisation gives."""
+    expected = [_uncached_line(action_id, first), _uncached_line(action_id, second)]
+    action_line(action_id, first)
+    assert action_line(action_id, second) == expected[1]
+    assert action_line(action_id, first) == expected[0]
+
+
+def test_a_value_that_must_be_refused_is_not_taken_for_a_remembered_one():
+    # orjson writes NaN and the infinities as null: their JSON matches a null's.
+    assert action_line("a", {"x": {"v": None}}) == f"|{ACTION_NAMESPACE} id=a"
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(FeatureError, match="finite"):
+            action_line("a", {"x": {"v": bad}})
+    # A refused line is not remembered: it is refused again.
+    for _ in range(2):
+        with pytest.raises(FeatureError, match="NUL"):
+            action_line("a", {"x": {"v": "b\x00"}})
+
+
+def test_numbers_keep_their_type_in_the_cache():
+    assert action_line("a", {"x": {"flag": True}}) == f"|{ACTION_NAMESPACE} id=a |x flag=true"
+    assert action_line("a", {"x": {"flag": 1}}) == f"|{ACTION_NAMESPACE} id=a |x flag:1"
+
+
+def test_the_line_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(features, "LINE_CACHE_SIZE", 10)
+    features._lines.clear()
+    for index in range(25):
+        action_line(f"a{index}", {"x": {"v": index}})
+    assert 0 < len(features._lines) <= 10
+    long_text = "y" * features.LINE_CACHE_KEY
+    features._lines.clear()
+    assert action_line("a", {"x": {"v": long_text}}).endswith(long_text)
+    assert not features._lines  # long features are featurised each time
