@@ -62,6 +62,10 @@ def main() -> None:
               help="Gunicorn worker processes.")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Threads per worker (gthread); their decisions share group commits.")
+@click.option("--pin-workers/--no-pin-workers", default=True, show_default=True,
+              envvar="BANDITS_PIN_WORKERS",
+              help="Keep each worker on one CPU, spread over the CPUs this process may use "
+                   "(with --threads above 1; see docs/operations.md).")
 @click.option("--demo/--no-demo", default=True, show_default=True,
               help="Create the `demo` loop on first start.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
@@ -70,8 +74,8 @@ def main() -> None:
 @click.option("--worker/--no-worker", default=None,
               help="Also run `bandits worker` (evaluation jobs) beside the api (default: on with "
                    "SQLite, off with Postgres).")
-def serve(host: str, port: int, workers: int, threads: int, demo: bool, access_log: bool,
-          trainer: bool | None, worker: bool | None) -> None:
+def serve(host: str, port: int, workers: int, threads: int, pin_workers: bool, demo: bool,
+          access_log: bool, trainer: bool | None, worker: bool | None) -> None:
     """Run the HTTP api under gunicorn."""
     from bandits.server import GunicornServer, gunicorn_options, start_child, stop_children
     from bandits.services.loops import bootstrap
@@ -89,7 +93,7 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, access_l
     click.echo(f"bandits serving on http://{host}:{port} ({workers} workers x {threads} threads, "
                f"database {db.engine.url.render_as_string(hide_password=True)})")
     sys.stdout.flush()
-    options = gunicorn_options(host, port, workers, threads, access_log)
+    options = gunicorn_options(host, port, workers, threads, access_log, pin_workers)
     children, parent = [], os.getpid()
     for name, wanted in (("trainer", trainer), ("worker", worker)):
         if wanted if wanted is not None else settings.is_sqlite:  # dev mode: one command runs all

@@ -39,6 +39,15 @@ def stop(process: subprocess.Popen) -> None:
 def running_service(database_url: str, directory: Path, *args: str) -> Iterator[str]:
     """`bandits serve` (2 workers x 4 threads, plus ``args``) on ``database_url``; yields its base
     URL once /readyz answers, stops it afterwards. Its log is ``directory/serve.log``."""
+    with running_server(database_url, directory, *args) as (base, _process):
+        yield base
+
+
+@contextmanager
+def running_server(
+    database_url: str, directory: Path, *args: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """:func:`running_service`, yielding the gunicorn arbiter's process too."""
     env = {**os.environ, "BANDITS_DATABASE_URL": database_url, "BANDITS_ADMIN_KEY": ADMIN_KEY}
     if not database_url.startswith("sqlite"):
         subprocess.run([BANDITS, "db", "upgrade"], env=env, check=True, capture_output=True)
@@ -62,7 +71,7 @@ def running_service(database_url: str, directory: Path, *args: str) -> Iterator[
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"bandits serve did not come up:\n{log_path.read_text()}")
                 time.sleep(0.2)
-            yield base
+            yield base, process
         finally:
             stop(process)
 
