@@ -56,3 +56,15 @@ def test_a_cpu_that_cannot_be_had_leaves_the_worker_unpinned_with_a_warning():
     pin_to_cpu(SimpleNamespace(log=log), SimpleNamespace(bandits_cpu=10_000))  # no such CPU
     assert usable_cpus() == before
     assert warnings and warnings[0][2] == 10_000
+
+
+@pytest.mark.parametrize(("environment", "pinned"), [(None, True), ("0", False), ("false", False), ("1", True)])
+def test_bandits_pin_workers_sets_the_default(monkeypatch, environment, pinned):
+    from bandits.cli import serve
+
+    if environment is None:
+        monkeypatch.delenv("BANDITS_PIN_WORKERS", raising=False)
+    else:
+        monkeypatch.setenv("BANDITS_PIN_WORKERS", environment)
+    assert serve.make_context("serve", []).params["pin_workers"] is pinned
+    assert serve.make_context("serve", ["--pin-workers"]).params["pin_workers"] is True
