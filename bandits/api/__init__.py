@@ -47,4 +47,10 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     errors.init_app(app)
     for module in (health, loops, events, models, evaluations, tunings, exports, openapi):
         app.register_blueprint(module.bp)
+    if app.config.get("FAST_CHOOSE", True):  # False: every request through Flask (tests compare)
+        from bandits.api.fast import FastChoose
+
+        app.wsgi_app = FastChoose(  # type: ignore[method-assign]
+            app.wsgi_app, app.extensions["bandits"], settings.max_body_bytes
+        )
     return app

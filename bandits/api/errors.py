@@ -35,8 +35,13 @@ def _http_error(error: HTTPException) -> Response:
 
 
 def _unexpected(error: Exception) -> Response:
+    return _api_error(unexpected())
+
+
+def unexpected() -> ApiError:
+    """Log the exception being handled; the error the client gets instead of it."""
     log.exception("unexpected error")
-    return _api_error(ApiError(500, "InternalError", "unexpected server error; it has been logged"))
+    return ApiError(500, "InternalError", "unexpected server error; it has been logged")
 
 
 def init_app(app: Flask) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from typing import Any
+
 from bandits.api.http import json_body, json_response, require_loop, services
 from bandits.schemas import ChooseRequest, RewardRequest, parse
+from bandits.services.runtime import LoopRuntime
 
 bp = Blueprint("events", __name__, url_prefix="/v1/loops/<loop>")
 
@@ -13,9 +16,17 @@ bp = Blueprint("events", __name__, url_prefix="/v1/loops/<loop>")
 @bp.post("/choose")
 def choose(loop: str):
     runtime = require_loop(loop)
+    return json_response(chosen(services(), runtime, json_body(CHOOSE_ERROR)), 201)
+
+
+CHOOSE_ERROR = "InvalidChooseRequest"
+
+
+def chosen(held: Any, runtime: LoopRuntime, body: dict[str, Any]) -> dict[str, Any]:
+    """The reply to a choose body (this route's and bandits.api.fast's)."""
     # The featuriser checks features for NUL, depth and types as it writes them (walk=False).
-    request = parse(ChooseRequest, json_body("InvalidChooseRequest"), "InvalidChooseRequest", walk=False)
-    return json_response(services().decisions.choose(runtime, request), 201)
+    request = parse(ChooseRequest, body, CHOOSE_ERROR, walk=False)
+    return held.decisions.choose(runtime, request)
 
 
 @bp.post("/events/<path:event_id>/rewards")

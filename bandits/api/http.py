@@ -24,7 +24,11 @@ def json_body(code: str) -> Any:
     """The request's JSON object; 415 for another content type, 400 for malformed JSON."""
     if request.mimetype != "application/json":
         raise ApiError(415, "UnsupportedMediaType", "send the body as Content-Type: application/json")
-    raw = request.get_data(cache=False)
+    return json_object(request.get_data(cache=False), code)
+
+
+def json_object(raw: bytes, code: str) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object; 400 ``MalformedJson``, or 400 ``code`` for another value."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -35,13 +39,17 @@ def json_body(code: str) -> Any:
 
 
 def authenticate() -> KeyGrant:
-    header = request.headers.get("Authorization", "")
+    return grant_for(services(), request.headers.get("Authorization", ""))
+
+
+def grant_for(held: Any, header: str) -> KeyGrant:
+    """The grant of the key in an ``Authorization`` header's value; 401 without a valid one."""
     scheme, _, key = header.partition(" ")
     if not header:
         raise ApiError(401, "Unauthorized", "send an API key as `Authorization: Bearer <key>`")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "Unauthorized", "the Authorization header must be `Bearer <key>`")
-    grant = services().keys.resolve(key.strip())
+    grant = held.keys.resolve(key.strip())
     if grant is None:
         raise ApiError(401, "Unauthorized", "the API key is not valid (unknown or revoked)")
     return grant
@@ -69,7 +77,12 @@ def require_loop(name: str) -> LoopRuntime:
     """The loop, if the presented key may use it (its own loop key or an admin key)."""
     grant = authenticate()
     _refuse_nul_in_path()
-    loop = services().loops.get(name)
+    return granted_loop(services(), grant, name)
+
+
+def granted_loop(held: Any, grant: KeyGrant, name: str) -> LoopRuntime:
+    """Loop ``name`` if ``grant`` may use it; 404 for an unknown loop, 403 for another loop's key."""
+    loop = held.loops.get(name)
     if loop is None:
         raise ApiError(404, "LoopNotFound", f"no loop named {name!r}", "loop")
     if grant.loop_id is not None and grant.loop_id != loop.loop_id:
