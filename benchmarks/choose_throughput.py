@@ -4,8 +4,14 @@ Starts gunicorn twice with the same settings (ours: `bandits serve` on a fresh P
 baseline: benchmarks/bare_app.py), drives both with wrk (same body: 10 actions, 4 context
 namespaces; 16 connections; loopback) in alternating rounds, and prints requests/s, p50 and p99 of
 each (medians over rounds), their ratio, and the RSS of each of our workers. A second case does
-the same for a 3-slot `ccb` loop over 20 actions (the bare endpoint parses the same body). wrk, the service and
-Postgres share the machine's cores: the ratio is the figure to judge.
+the same for a 3-slot `ccb` loop over 20 actions (the bare endpoint parses the same body). wrk, the
+service and Postgres share the machine's cores: the ratio is the figure to judge.
+
+The ratio is printed as the ratio of the two medians, and as the median of each round's ratio
+(ours against the bare round just before it). On a shared machine a busy neighbour can halve one
+round of either side; the CPU each side spends per request (workers, Postgres, wrk) moves much
+less, so their ratio is printed too: the throughput ratio the cores would give with nothing else
+on them.
 
     python benchmarks/choose_throughput.py [--rounds 3] [--seconds 10] [--workers 2] [--threads 8]
         [--kinds cb,ccb]
@@ -17,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -92,11 +99,14 @@ def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connection
     cpu_before = cpu_seconds(pids or [])
     postgres_before = cpu_seconds(postgres)
     switches_before = context_switches(pids or [])
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = cpu_seconds(pids or []) - cpu_before
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child waited for
+    wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
     postgres_cpu = cpu_seconds(postgres) - postgres_before
     switches = context_switches(pids or []) - switches_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -108,7 +118,7 @@ def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connection
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "cpu_ms": 1000 * cpu / max(total, 1),
             "postgres_cpu_ms": 1000 * postgres_cpu / max(total, 1),
-            "switches": switches / max(total, 1),
+            "switches": switches / max(total, 1), "wrk_cpu_ms": 1000 * wrk_cpu / max(total, 1),
             "non2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else None}
 
@@ -177,7 +187,7 @@ def main() -> None:
                     results[name_].append(result)
                     print(f"round {round_ + 1} {name_}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
                           f"p99 {result['p99']:.2f} ms, CPU ms/request: workers {result['cpu_ms']:.3f}, "
-                          f"Postgres {result['postgres_cpu_ms']:.3f}; "
+                          f"Postgres {result['postgres_cpu_ms']:.3f}, wrk {result['wrk_cpu_ms']:.3f}; "
                           f"context switches/request {result['switches']:.1f}, "
                           f"non-2xx {result['non2xx']}", flush=True)
         rss = worker_rss_mb(started[0].pid)
@@ -194,11 +204,21 @@ def main() -> None:
         for name_ in targets:
             print(f"{name_:>8}: {median(name_, 'rps'):8.0f} req/s   p50 {median(name_, 'p50'):6.2f} ms   "
                   f"p99 {median(name_, 'p99'):6.2f} ms   CPU ms/request: workers {median(name_, 'cpu_ms'):.3f}, "
-                  f"Postgres {median(name_, 'postgres_cpu_ms'):.3f}"
+                  f"Postgres {median(name_, 'postgres_cpu_ms'):.3f}, wrk {median(name_, 'wrk_cpu_ms'):.3f}"
                   f"   (median of {args.rounds})")
         for kind in kinds:
+            ours_, bare_ = results[_label("ours", kind)], results[_label("bare", kind)]
+            per_round = [o["rps"] / b["rps"] for o, b in zip(ours_, bare_)]
             print(f"ratio ours/bare throughput, {kind}: "
-                  f"{median(_label('ours', kind), 'rps') / median(_label('bare', kind), 'rps'):.2f}")
+                  f"{median(_label('ours', kind), 'rps') / median(_label('bare', kind), 'rps'):.2f} "
+                  f"(ratio of the medians); per round {', '.join(f'{r:.2f}' for r in per_round)}, "
+                  f"median {statistics.median(per_round):.2f}")
+            # What the ratio would be if the cores did nothing else: each side's CPU per request
+            # (workers, Postgres, wrk), whatever the other tenants of a shared machine took.
+            cost = {side: median(_label(side, kind), "cpu_ms") + median(_label(side, kind), "postgres_cpu_ms")
+                    + median(_label(side, kind), "wrk_cpu_ms") for side in ("ours", "bare")}
+            print(f"  CPU per request, workers + Postgres + wrk: ours {cost['ours']:.3f} ms, bare "
+                  f"{cost['bare']:.3f} ms; their ratio bare/ours {cost['bare'] / cost['ours']:.2f}")
         print(f"RSS per worker (ours): {', '.join(f'{r:.0f} MB' for r in rss)}")
         non2xx = sum(r["non2xx"] for kind in kinds for r in results[_label("ours", kind)])
         print(f"decisions in Postgres: {logged}; non-2xx replies: {non2xx}")
