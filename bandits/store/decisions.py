@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import pq
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -47,12 +48,15 @@ _COLUMNS = (
     "slots",
 )
 # One statement for a whole batch: the rows travel as one JSON document (serialised in C by
-# orjson, parsed by Postgres), and come back only if they were inserted.
+# orjson, parsed by Postgres), and come back only if they were inserted. It is prepared once per
+# connection and run through libpq directly (psycopg's PGconn, which lets go of the GIL while it
+# waits): a batch costs half the client CPU of a cursor's execute.
 _PG_INSERT = (
     f"INSERT INTO decisions ({', '.join(_COLUMNS)}) "
-    f"SELECT {', '.join(_COLUMNS)} FROM json_populate_recordset(NULL::decisions, %s::json) "
+    f"SELECT {', '.join(_COLUMNS)} FROM json_populate_recordset(NULL::decisions, $1::json) "
     "ON CONFLICT (loop_id, event_id) DO NOTHING RETURNING loop_id, event_id"
-)
+).encode()
+_PG_STATEMENT = b"bandits_log_decisions"
 
 
 def _first_occurrences(rows: list[DecisionRow]) -> tuple[list[DecisionRow], dict[tuple[int, str], int]]:
@@ -94,20 +98,28 @@ class DecisionWriter:
             self._connection = None
 
     def _write_postgres(self, rows: list[DecisionRow]) -> set[tuple[int, str]]:
+        document = orjson.dumps(rows)  # dataclasses and datetimes natively
+        try:
+            connection = self._postgres_connection()
+            result = connection.pgconn.exec_prepared(_PG_STATEMENT, [document])
+            _check(result, pq.ExecStatus.TUPLES_OK)
+            inserted = {
+                (int(result.get_value(row, 0)), result.get_value(row, 1).decode())  # type: ignore[union-attr, arg-type]
+                for row in range(result.ntuples)
+            }
+        except BaseException:
+            self.close()  # a fresh connection next time; the batch's requests hear of the error
+            raise
+        return inserted
+
+    def _postgres_connection(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed:
             url = self._engine.url.set(drivername="postgresql")
             # Autocommit: the single INSERT is its own transaction, committed (and fsynced) before
             # the reply to it arrives, so a batch costs one round trip instead of two.
             self._connection = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
-        document = orjson.dumps(rows).decode()  # dataclasses and datetimes natively
-        try:
-            with self._connection.cursor() as cursor:
-                cursor.execute(_PG_INSERT, (document,))
-                inserted = {(loop_id, event_id) for loop_id, event_id in cursor.fetchall()}
-        except BaseException:
-            self.close()  # a fresh connection next time; the batch's requests hear of the error
-            raise
-        return inserted
+            _check(self._connection.pgconn.prepare(_PG_STATEMENT, _PG_INSERT), pq.ExecStatus.COMMAND_OK)
+        return self._connection
 
     def _write_generic(self, rows: list[DecisionRow]) -> set[tuple[int, str]]:
         inserted = set()
@@ -118,6 +130,16 @@ class DecisionWriter:
                 if connection.execute(statement, values).rowcount == 1:
                     inserted.add((row.loop_id, row.event_id))
         return inserted
+
+
+def _check(result: pq.abc.PGresult, wanted: pq.ExecStatus) -> None:
+    """Raise psycopg's exception for a libpq result that is not ``wanted``: the class of its
+    SQLSTATE, or OperationalError without one (the connection was lost), as a cursor would."""
+    if result.status != wanted:
+        message = (result.error_message or b"no error message").decode("utf-8", "replace").strip()
+        sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
+        error = psycopg.errors.lookup(sqlstate.decode()) if sqlstate else psycopg.OperationalError
+        raise error(message)
 
 
 def get_decision(loop_id: int, event_id: str, *, session: Session) -> Decision | None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import uuid
 
+import psycopg
 import pytest
+from sqlalchemy import text
 
 from bandits.services.group_commit import GroupCommitter
 from bandits.store.db import utcnow
@@ -84,6 +86,8 @@ def test_a_bad_row_fails_alone(db, loop_id):
     writer.close()
     assert all(results[row.event_id] is True for row in rows)
     assert all(isinstance(results[row.event_id], Exception) for row in bad)
+    if db.engine.dialect.name == "postgresql":  # libpq's error, raised as psycopg's class for it
+        assert all(isinstance(results[row.event_id], psycopg.errors.ForeignKeyViolation) for row in bad)
     assert count_rows(db) == 120
     with db.session() as session:
         assert get_decision(loop_id, "ok7", session=session) is not None
@@ -97,3 +101,23 @@ def test_a_failing_flush_reaches_every_request_of_its_batch():
     committer = GroupCommitter(broken)
     with pytest.raises(ConnectionError):
         committer.submit(uuid.uuid4())
+
+
+def test_a_connection_lost_fails_its_batch_and_the_next_batch_reconnects(db, loop_id):
+    writer = DecisionWriter(db.engine)
+    assert writer.write([_row(loop_id, "before")]) == [True]
+    if db.engine.dialect.name == "postgresql":  # the server ends the writer's connection
+        with db.engine.begin() as connection:
+            ended = connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND query LIKE 'INSERT INTO decisions%'"
+            )).scalars().all()
+        assert ended == [True]
+        with pytest.raises(psycopg.OperationalError):
+            writer.write([_row(loop_id, "lost")])
+    assert writer.write([_row(loop_id, "after")]) == [True]  # a new connection, prepared again
+    writer.close()
+    with db.session() as session:
+        assert get_decision(loop_id, "after", session=session) is not None
+        assert get_decision(loop_id, "lost", session=session) is None
