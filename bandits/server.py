@@ -53,12 +53,12 @@ def gunicorn_options(
     return options
 
 
-# Pinning (see docs/operations.md, "Performance"). A gthread worker runs one thread at a time
-# (the GIL), and its threads hand work to one another many times per request: the request to a
-# pool thread, the group commit's batch to its waiting requests, the GIL itself. Each hand-off
-# between cores costs a cross-core wake-up, which on the 2-core machine cost more CPU than the
-# request's own work. A worker kept on one core trades nothing it could use (one thread runs at a
-# time) for hand-offs that stay on that core: /choose did about 20 % more requests per second.
+# Pinning (see docs/operations.md, "Workers pinned to CPUs"). A gthread worker runs one thread at
+# a time (the GIL), and its threads hand work to one another many times per request: the request
+# to a pool thread, the group commit's batch to its waiting requests, the GIL itself. A worker
+# kept on one core gives up no parallelism it could use, and those hand-offs no longer wake
+# threads across cores: on the 2-core machine /choose went from 1,946 to 2,324 requests/s, worker
+# CPU from 0.71 to 0.65 ms per request.
 
 
 def usable_cpus() -> list[int]:

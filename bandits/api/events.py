@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
-
 from typing import Any
+
+from flask import Blueprint
 
 from bandits.api.http import json_body, json_response, require_loop, services
 from bandits.schemas import ChooseRequest, RewardRequest, parse
@@ -12,14 +12,13 @@ from bandits.services.runtime import LoopRuntime
 
 bp = Blueprint("events", __name__, url_prefix="/v1/loops/<loop>")
 
+CHOOSE_ERROR = "InvalidChooseRequest"
+
 
 @bp.post("/choose")
 def choose(loop: str):
     runtime = require_loop(loop)
     return json_response(chosen(services(), runtime, json_body(CHOOSE_ERROR)), 201)
-
-
-CHOOSE_ERROR = "InvalidChooseRequest"
 
 
 def chosen(held: Any, runtime: LoopRuntime, body: dict[str, Any]) -> dict[str, Any]:
