@@ -106,7 +106,8 @@ def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connection
     ).stdout
     cpu = cpu_seconds(pids or []) - cpu_before
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child waited for
-    wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
+    wrk_cpu = ((wrk_after.ru_utime + wrk_after.ru_stime)
+               - (wrk_before.ru_utime + wrk_before.ru_stime))
     postgres_cpu = cpu_seconds(postgres) - postgres_before
     switches = context_switches(pids or []) - switches_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -187,7 +188,8 @@ def main() -> None:
                     results[name_].append(result)
                     print(f"round {round_ + 1} {name_}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
                           f"p99 {result['p99']:.2f} ms, CPU ms/request: workers {result['cpu_ms']:.3f}, "
-                          f"Postgres {result['postgres_cpu_ms']:.3f}, wrk {result['wrk_cpu_ms']:.3f}; "
+                          f"Postgres {result['postgres_cpu_ms']:.3f}, "
+                          f"wrk {result['wrk_cpu_ms']:.3f}; "
                           f"context switches/request {result['switches']:.1f}, "
                           f"non-2xx {result['non2xx']}", flush=True)
         rss = worker_rss_mb(started[0].pid)
@@ -204,19 +206,23 @@ def main() -> None:
         for name_ in targets:
             print(f"{name_:>8}: {median(name_, 'rps'):8.0f} req/s   p50 {median(name_, 'p50'):6.2f} ms   "
                   f"p99 {median(name_, 'p99'):6.2f} ms   CPU ms/request: workers {median(name_, 'cpu_ms'):.3f}, "
-                  f"Postgres {median(name_, 'postgres_cpu_ms'):.3f}, wrk {median(name_, 'wrk_cpu_ms'):.3f}"
+                  f"Postgres {median(name_, 'postgres_cpu_ms'):.3f}, "
+                  f"wrk {median(name_, 'wrk_cpu_ms'):.3f}"
                   f"   (median of {args.rounds})")
         for kind in kinds:
             ours_, bare_ = results[_label("ours", kind)], results[_label("bare", kind)]
+            of_medians = median(_label("ours", kind), "rps") / median(_label("bare", kind), "rps")
             per_round = [o["rps"] / b["rps"] for o, b in zip(ours_, bare_)]
             print(f"ratio ours/bare throughput, {kind}: "
-                  f"{median(_label('ours', kind), 'rps') / median(_label('bare', kind), 'rps'):.2f} "
-                  f"(ratio of the medians); per round {', '.join(f'{r:.2f}' for r in per_round)}, "
+                  f"{of_medians:.2f} (ratio of the medians); per round {', '.join(f'{r:.2f}' for r in per_round)}, "
                   f"median {statistics.median(per_round):.2f}")
             # What the ratio would be if the cores did nothing else: each side's CPU per request
             # (workers, Postgres, wrk), whatever the other tenants of a shared machine took.
-            cost = {side: median(_label(side, kind), "cpu_ms") + median(_label(side, kind), "postgres_cpu_ms")
-                    + median(_label(side, kind), "wrk_cpu_ms") for side in ("ours", "bare")}
+            cost = {
+                side: sum(median(_label(side, kind), field)
+                          for field in ("cpu_ms", "postgres_cpu_ms", "wrk_cpu_ms"))
+                for side in ("ours", "bare")
+            }
             print(f"  CPU per request, workers + Postgres + wrk: ours {cost['ours']:.3f} ms, bare "
                   f"{cost['bare']:.3f} ms; their ratio bare/ours {cost['bare'] / cost['ours']:.2f}")
         print(f"RSS per worker (ours): {', '.join(f'{r:.0f} MB' for r in rss)}")

@@ -37,7 +37,8 @@ def test_workers_spread_over_the_usable_cpus_and_a_replacement_takes_the_freed_o
 
 def test_pinning_is_off_without_threads_or_when_asked():
     assert "post_fork" not in gunicorn_options("127.0.0.1", 8080, 2, 1, access_log=False)
-    assert "post_fork" not in gunicorn_options("127.0.0.1", 8080, 2, 8, access_log=False, pin_workers=False)
+    unpinned = gunicorn_options("127.0.0.1", 8080, 2, 8, access_log=False, pin_workers=False)
+    assert "post_fork" not in unpinned
     pinned = gunicorn_options("127.0.0.1", 8080, 2, 8, access_log=False)
     assert ("post_fork" in pinned) == (len(usable_cpus()) > 1)
 
@@ -58,7 +59,9 @@ def test_a_cpu_that_cannot_be_had_leaves_the_worker_unpinned_with_a_warning():
     assert warnings and warnings[0][2] == 10_000
 
 
-@pytest.mark.parametrize(("environment", "pinned"), [(None, True), ("0", False), ("false", False), ("1", True)])
+@pytest.mark.parametrize(
+    ("environment", "pinned"), [(None, True), ("0", False), ("false", False), ("1", True)]
+)
 def test_bandits_pin_workers_sets_the_default(monkeypatch, environment, pinned):
     from bandits.cli import serve
 

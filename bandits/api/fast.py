@@ -44,7 +44,9 @@ class FastChoose:
         self._held = held  # bandits.api.Services
         self._max = max_body_bytes
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         length: str = environ.get("CONTENT_LENGTH") or ""
         if (
@@ -70,7 +72,6 @@ class FastChoose:
             error = unexpected()
             status, reply = error.status, error.to_json()
         data = orjson.dumps(reply)
-        start_response(
-            _status_line(status), [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-        )
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        start_response(_status_line(status), headers)
         return [data]

@@ -81,7 +81,8 @@ def require_loop(name: str) -> LoopRuntime:
 
 
 def granted_loop(held: Any, grant: KeyGrant, name: str) -> LoopRuntime:
-    """Loop ``name`` if ``grant`` may use it; 404 for an unknown loop, 403 for another loop's key."""
+    """Loop ``name`` if ``grant`` may use it: 404 for an unknown loop, 403 for another loop's
+    key."""
     loop = held.loops.get(name)
     if loop is None:
         raise ApiError(404, "LoopNotFound", f"no loop named {name!r}", "loop")

@@ -104,7 +104,8 @@ class DecisionWriter:
             result = connection.pgconn.exec_prepared(_PG_STATEMENT, [document])
             _check(result, pq.ExecStatus.TUPLES_OK)
             inserted = {
-                (int(result.get_value(row, 0)), result.get_value(row, 1).decode())  # type: ignore[union-attr, arg-type]
+                (int(result.get_value(row, 0)),  # type: ignore[arg-type]
+                 result.get_value(row, 1).decode())  # type: ignore[union-attr]
                 for row in range(result.ntuples)
             }
         except BaseException:
@@ -117,8 +118,11 @@ class DecisionWriter:
             url = self._engine.url.set(drivername="postgresql")
             # Autocommit: the single INSERT is its own transaction, committed (and fsynced) before
             # the reply to it arrives, so a batch costs one round trip instead of two.
-            self._connection = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
-            _check(self._connection.pgconn.prepare(_PG_STATEMENT, _PG_INSERT), pq.ExecStatus.COMMAND_OK)
+            self._connection = psycopg.connect(
+                url.render_as_string(hide_password=False), autocommit=True
+            )
+            prepared = self._connection.pgconn.prepare(_PG_STATEMENT, _PG_INSERT)
+            _check(prepared, pq.ExecStatus.COMMAND_OK)
         return self._connection
 
     def _write_generic(self, rows: list[DecisionRow]) -> set[tuple[int, str]]:

@@ -27,7 +27,7 @@ from bandits.tuning.search import (
 )
 
 __all__ = [
-    "Candidate", "ESTIMATORS", "Exploration", "Guardrail", "Problem", "Score", "ScoreMany", "Scorer",
-    "Search", "TuningArrays", "exploration_for", "pareto_mask", "recommend", "simplex_grid",
-    "sobol_simplex", "tune",
+    "Candidate", "ESTIMATORS", "Exploration", "Guardrail", "Problem", "Score", "ScoreMany",
+    "Scorer", "Search", "TuningArrays", "exploration_for", "pareto_mask", "recommend",
+    "simplex_grid", "sobol_simplex", "tune",
 ]

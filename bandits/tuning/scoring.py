@@ -206,4 +206,3 @@ class Scorer:
             effective_sample_size=ess, n=n, versus_reference=versus,
             versus_reference_standard_error=versus_error,
         )
-

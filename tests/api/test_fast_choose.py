@@ -31,7 +31,8 @@ def apps(app, settings, loop_key):
 
 def _same_reply(fast, flask) -> None:
     assert fast.status == flask.status
-    assert fast.headers.get("Content-Type") == flask.headers.get("Content-Type") == "application/json"
+    json_type = "application/json"
+    assert fast.headers.get("Content-Type") == flask.headers.get("Content-Type") == json_type
     assert int(fast.headers["Content-Length"]) == len(fast.data)
     assert fast.json == flask.json
 
@@ -77,7 +78,9 @@ def test_keys_and_loops_are_checked_as_by_the_flask_route(apps, auth, db, header
         headers = auth
     decisions = count_rows(db)
 
-    replies = [app.test_client().post(path, json=choose_body(), headers=headers) for app in (fast, flask)]
+    replies = [
+        app.test_client().post(path, json=choose_body(), headers=headers) for app in (fast, flask)
+    ]
 
     _same_reply(*replies)
     assert replies[0].status_code in (401, 403, 404)
@@ -93,7 +96,9 @@ def test_a_decision_is_served_alike(apps, auth, db, content_type, key):
     headers = auth if key == "loop" else ADMIN
     replies = []
     for name, app in (("fast", fast), ("flask", flask)):
-        body = choose_body(event_id=f"{name}-{key}-{content_type}", context={"user": {"country": "AR"}})
+        body = choose_body(
+            event_id=f"{name}-{key}-{content_type}", context={"user": {"country": "AR"}}
+        )
         replies.append(app.test_client().post(
             CHOOSE, data=json.dumps(body), content_type=content_type, headers=headers
         ))

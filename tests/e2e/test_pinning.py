@@ -12,7 +12,8 @@ from tests.servers import running_server
 
 pytestmark = pytest.mark.e2e
 
-_API_ONLY = ("--no-trainer", "--no-worker")  # gunicorn's workers are then the arbiter's only children
+# Without the dev-mode children, gunicorn's workers are the arbiter's only children.
+_API_ONLY = ("--no-trainer", "--no-worker")
 
 
 def _database(directory: Path) -> str:

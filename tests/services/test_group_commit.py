@@ -87,7 +87,8 @@ def test_a_bad_row_fails_alone(db, loop_id):
     assert all(results[row.event_id] is True for row in rows)
     assert all(isinstance(results[row.event_id], Exception) for row in bad)
     if db.engine.dialect.name == "postgresql":  # libpq's error, raised as psycopg's class for it
-        assert all(isinstance(results[row.event_id], psycopg.errors.ForeignKeyViolation) for row in bad)
+        violation = psycopg.errors.ForeignKeyViolation
+        assert all(isinstance(results[row.event_id], violation) for row in bad)
     assert count_rows(db) == 120
     with db.session() as session:
         assert get_decision(loop_id, "ok7", session=session) is not None
