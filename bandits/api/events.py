@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint
 
 from bandits.api.http import json_body, json_response, require_loop, services
-from bandits.schemas import ChooseRequest, RewardRequest, parse
+from bandits.schemas import RewardRequest, parse, parse_choose
 from bandits.services.runtime import LoopRuntime
 
 bp = Blueprint("events", __name__, url_prefix="/v1/loops/<loop>")
@@ -23,8 +23,8 @@ def choose(loop: str):
 
 def chosen(held: Any, runtime: LoopRuntime, body: dict[str, Any]) -> dict[str, Any]:
     """The reply to a choose body (this route's and bandits.api.fast's)."""
-    # The featuriser checks features for NUL, depth and types as it writes them (walk=False).
-    request = parse(ChooseRequest, body, CHOOSE_ERROR, walk=False)
+    # The featuriser checks features for NUL, depth and types as it writes them.
+    request = parse_choose(body, CHOOSE_ERROR)
     return held.decisions.choose(runtime, request)
 
 
