@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -100,7 +101,8 @@ class DecisionService:
         row = DecisionRow(
             loop_id=loop.loop_id, event_id=event_id, ts=utcnow(), context=request.context,
             actions=[
-                {"id": a.id, "features": a.features, **({"slot": a.slot} if a.slot is not None else {})}
+                {"id": a.id, "features": a.features} if a.slot is None
+                else {"id": a.id, "features": a.features, "slot": a.slot}
                 for a in request.actions
             ],
             excluded=[], baseline=first["baseline"], chosen=first["chosen"],
@@ -113,7 +115,7 @@ class DecisionService:
         for slot, own in zip(logged, candidates):
             replies.append({
                 "id": slot["id"], "action": slot["chosen"], "probability": slot["probability"],
-                "ranking": _ranking([ids[i] for i in own], [slot["pmf"][i] for i in own]),
+                "ranking": _ranking(ids, slot["pmf"], own),
             })
         return {"event_id": event_id, "model_version": loop.policy.model_version, "slots": replies}
 
@@ -301,12 +303,15 @@ def _featurise(request: ChooseRequest) -> tuple[str, list[str]]:
     return context, lines
 
 
-def _ranking(ids: list[str], pmf: list[float]) -> list[dict[str, Any]]:
-    """Every candidate with its probability, most probable first."""
-    return sorted(
-        ({"id": action_id, "probability": p} for action_id, p in zip(ids, pmf)),
-        key=lambda item: -item["probability"],
+def _ranking(
+    ids: list[str], pmf: list[float], candidates: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    """Every candidate (positions in ``ids``; all of them by default) with its probability, most
+    probable first; ties keep the candidates' order (the sort is stable, reversed or not)."""
+    order = sorted(
+        range(len(pmf)) if candidates is None else candidates, key=pmf.__getitem__, reverse=True
     )
+    return [{"id": ids[i], "probability": pmf[i]} for i in order]
 
 
 def _first_allowed(ids: list[str], excluded: set[str]) -> str:
