@@ -38,7 +38,8 @@ from bandits.store import migrate  # noqa: E402
 from bandits.store.db import Database  # noqa: E402
 from benchmarks.choose_throughput import run_wrk, workers  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    ccb_request_body, free_port, fresh_database, processes, request_body, wait_ready,
+    bare_command, ccb_request_body, free_port, fresh_database, processes, request_body,
+    serve_command, wait_ready,
 )
 
 STEPS = ("parse", "validate", "nowrite", "full")
@@ -54,7 +55,6 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
-    bin_dir = Path(sys.executable).parent
     with fresh_database() as url, processes() as started:
         database = Database(load_settings(database_url=url), pool_size=2)
         migrate.upgrade(database.engine)
@@ -69,16 +69,12 @@ def main() -> None:
             port = free_port()
             env = {**os.environ, "BANDITS_DATABASE_URL": url, "BANDITS_LADDER": step,
                    "PYTHONPATH": f"{ROOT / 'benchmarks' / 'ladder'}{os.pathsep}{ROOT}"}
-            started.append(subprocess.Popen(
-                [str(bin_dir / "bandits"), "serve", "--no-demo", "--port", str(port),
-                 "--workers", "2", "--threads", "8"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            started.append(subprocess.Popen(serve_command(port, 2, 8), env=env,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             targets[step] = (port, started[-1], key)
         port = free_port()
         started.append(subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "-b", f"127.0.0.1:{port}", "-w", "2", "--threads", "8",
-             "-k", "gthread", "--keep-alive", "5", "benchmarks.bare_app:app"],
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+            bare_command(port, 2, 8), env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         targets["bare"] = (port, started[-1], None)
         for port, _, _ in targets.values():  # five servers import at once on two cores

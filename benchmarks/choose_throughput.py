@@ -42,7 +42,8 @@ from bandits.store import migrate  # noqa: E402
 from bandits.store.db import Database  # noqa: E402
 from bandits.store.models import Decision  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    ccb_request_body, free_port, fresh_database, processes, request_body, wait_ready,
+    bare_command, ccb_request_body, free_port, fresh_database, processes, request_body,
+    serve_command, wait_ready,
 )
 
 def workers(master_pid: int) -> list[str]:
@@ -155,15 +156,11 @@ def main() -> None:
 
         env = {**os.environ, "BANDITS_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
         ours_port, bare_port = free_port(), free_port()
-        bin_dir = Path(sys.executable).parent
         started.append(subprocess.Popen(
-            [str(bin_dir / "bandits"), "serve", "--no-demo", "--port", str(ours_port),
-             "--workers", str(args.workers), "--threads", str(args.threads)],
+            serve_command(ours_port, args.workers, args.threads),
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         started.append(subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "-b", f"127.0.0.1:{bare_port}", "-w", str(args.workers),
-             "--threads", str(args.threads), "-k", "gthread" if args.threads > 1 else "sync",
-             "--keep-alive", "5", "benchmarks.bare_app:app"],
+            bare_command(bare_port, args.workers, args.threads),
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_ready(f"http://127.0.0.1:{ours_port}/healthz")
         wait_ready(f"http://127.0.0.1:{bare_port}/healthz")

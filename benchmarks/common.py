@@ -70,6 +70,21 @@ def wait_ready(url: str, seconds: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def serve_command(port: int, workers: int, threads: int) -> list[str]:
+    """`bandits serve` as the /choose benchmarks start it (no demo loop)."""
+    return [str(Path(sys.executable).parent / "bandits"), "serve", "--no-demo", "--port", str(port),
+            "--workers", str(workers), "--threads", str(threads)]
+
+
+def bare_command(port: int, workers: int, threads: int) -> list[str]:
+    """The bare endpoint (benchmarks/bare_app.py) under the gunicorn settings `bandits serve`
+    uses for ``workers`` and ``threads``; run it from the repository's root."""
+    return [str(Path(sys.executable).parent / "gunicorn"), "-b", f"127.0.0.1:{port}",
+            "-w", str(workers), "--threads", str(threads),
+            "-k", "gthread" if threads > 1 else "sync", "--keep-alive", "5",
+            "benchmarks.bare_app:app"]
+
+
 def request_body() -> dict:
     """A choose body: 10 actions, 4 context namespaces."""
     return {
