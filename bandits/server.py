@@ -1,4 +1,5 @@
-"""Run the api under gunicorn (gthread workers: threads share a process's group commit), and the
+"""Run the api under gunicorn (gthread workers, bandits.workers: threads share a process's group
+commit, connections are spread evenly over the workers), and the
 dev-mode child processes beside it (`bandits train`, `bandits worker`)."""
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def gunicorn_options(
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread" if threads > 1 else "sync",
+        "worker_class": "bandits.workers.BalancedThreadWorker" if threads > 1 else "sync",
         "timeout": 30,
         "graceful_timeout": 10,
         "keepalive": 5,

@@ -98,6 +98,7 @@ def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connection
     script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{headers}')
     postgres = postgres_pids()
     cpu_before = cpu_seconds(pids or [])
+    each_before = [cpu_seconds([pid]) for pid in pids or []]
     postgres_before = cpu_seconds(postgres)
     switches_before = context_switches(pids or [])
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -106,6 +107,7 @@ def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connection
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = cpu_seconds(pids or []) - cpu_before
+    each = [cpu_seconds([pid]) - before for pid, before in zip(pids or [], each_before)]
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child waited for
     wrk_cpu = ((wrk_after.ru_utime + wrk_after.ru_stime)
                - (wrk_before.ru_utime + wrk_before.ru_stime))
@@ -122,6 +124,8 @@ def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connection
             "postgres_cpu_ms": 1000 * postgres_cpu / max(total, 1),
             "switches": switches / max(total, 1), "wrk_cpu_ms": 1000 * wrk_cpu / max(total, 1),
             "non2xx": int(errors.group(1)) if errors else 0,
+            # each worker's share of the workers' CPU: whether the connections were shared
+            "split": [round(100 * c / cpu) if cpu > 0 else 0 for c in each],
             "socket_errors": socket_errors.group(1) if socket_errors else None}
 
 
@@ -188,6 +192,7 @@ def main() -> None:
                           f"Postgres {result['postgres_cpu_ms']:.3f}, "
                           f"wrk {result['wrk_cpu_ms']:.3f}; "
                           f"context switches/request {result['switches']:.1f}, "
+                          f"workers' CPU split {'/'.join(str(x) for x in result['split'])} %, "
                           f"non-2xx {result['non2xx']}", flush=True)
         rss = worker_rss_mb(started[0].pid)
         with database.session() as session:

@@ -78,10 +78,11 @@ def serve_command(port: int, workers: int, threads: int) -> list[str]:
 
 def bare_command(port: int, workers: int, threads: int) -> list[str]:
     """The bare endpoint (benchmarks/bare_app.py) under the gunicorn settings `bandits serve`
-    uses for ``workers`` and ``threads``; run it from the repository's root."""
+    uses for ``workers`` and ``threads`` (its worker class too, see bandits/workers.py); run it
+    from the repository's root."""
+    worker_class = "bandits.workers.BalancedThreadWorker" if threads > 1 else "sync"
     return [str(Path(sys.executable).parent / "gunicorn"), "-b", f"127.0.0.1:{port}",
-            "-w", str(workers), "--threads", str(threads),
-            "-k", "gthread" if threads > 1 else "sync", "--keep-alive", "5",
+            "-w", str(workers), "--threads", str(threads), "-k", worker_class, "--keep-alive", "5",
             "benchmarks.bare_app:app"]
 
 
