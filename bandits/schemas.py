@@ -87,14 +87,52 @@ class _SlotFast(msgspec.Struct, forbid_unknown_fields=True):
     excluded: list[str] = []
 
 
-class _ChooseFast(msgspec.Struct, forbid_unknown_fields=True):
-    actions: Annotated[list[_ActionFast], msgspec.Meta(min_length=1)]
+class _ChooseRestFast(msgspec.Struct, forbid_unknown_fields=True):
+    """The choose body with its actions left as they came (bandits.services.pools checks them)."""
+
+    actions: Any
     event_id: _Text | None = None
     context: dict[str, Any] = {}
     excluded: list[str] = []
     baseline: str | None = None
     defer: bool = False
     slots: Annotated[list[_SlotFast], msgspec.Meta(min_length=1, max_length=256)] | None = None
+
+
+_ActionsFast = Annotated[list[_ActionFast], msgspec.Meta(min_length=1)]
+
+
+class _ChooseFast(_ChooseRestFast):
+    """The choose body, actions checked too."""
+
+    actions: _ActionsFast
+
+
+def choose_without_actions(body: Any) -> Any | None:
+    """Every field of a choose body but ``actions`` checked as :class:`ChooseRequest` checks them
+    (``actions`` is kept as it came); ``None`` when msgspec refuses one, for :func:`parse_choose`
+    to word the error."""
+    try:
+        return msgspec.convert(body, _ChooseRestFast)
+    except msgspec.ValidationError:
+        return None
+
+
+def choose_actions(actions: Any) -> list[Any] | None:
+    """A choose body's ``actions`` checked as :class:`ChooseRequest` checks them, or ``None``."""
+    try:
+        return msgspec.convert(actions, _ActionsFast)
+    except msgspec.ValidationError:
+        return None
+
+
+def with_actions(rest: Any, actions: list[Any]) -> ChooseRequest:
+    """The request :func:`parse_choose` would have made, from :func:`choose_without_actions`'
+    fields and :func:`choose_actions`' actions."""
+    return _ChooseFast(  # type: ignore[return-value]
+        actions=actions, event_id=rest.event_id, context=rest.context, excluded=rest.excluded,
+        baseline=rest.baseline, defer=rest.defer, slots=rest.slots,
+    )
 
 
 def parse_choose(body: Any, code: str) -> ChooseRequest:

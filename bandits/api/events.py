@@ -7,7 +7,9 @@ from typing import Any
 from flask import Blueprint
 
 from bandits.api.http import json_body, json_response, require_loop, services
-from bandits.schemas import RewardRequest, parse, parse_choose
+from bandits.schemas import (
+    RewardRequest, choose_without_actions, parse, parse_choose, with_actions,
+)
 from bandits.services.runtime import LoopRuntime
 
 bp = Blueprint("events", __name__, url_prefix="/v1/loops/<loop>")
@@ -22,10 +24,15 @@ def choose(loop: str):
 
 
 def chosen(held: Any, runtime: LoopRuntime, body: dict[str, Any]) -> dict[str, Any]:
-    """The reply to a choose body (this route's and bandits.api.fast's)."""
+    """The reply to a choose body (this route's and bandits.api.fast's). A body whose actions
+    are a pool already seen (bandits.services.pools) skips the actions' checks and featurising,
+    done once for that pool; any other goes the full way, which words every error."""
     # The featuriser checks features for NUL, depth and types as it writes them.
-    request = parse_choose(body, CHOOSE_ERROR)
-    return held.decisions.choose(runtime, request)
+    rest = choose_without_actions(body)
+    pool = held.decisions.pools.get(rest.actions) if rest is not None else None
+    if pool is None:
+        return held.decisions.choose(runtime, parse_choose(body, CHOOSE_ERROR))
+    return held.decisions.choose(runtime, with_actions(rest, pool.actions), pool)
 
 
 @bp.post("/events/<path:event_id>/rewards")

@@ -15,6 +15,7 @@ from bandits.learning.examples import SlotExample, ccb_text, slates_text, slot_p
 from bandits.learning.features import FeatureError, action_line, namespaces_text, shared_example
 from bandits.learning.sampling import normalise, sample, seed_for
 from bandits.services.group_commit import GroupCommitter
+from bandits.services.pools import ActionPools, Pool
 from bandits.services.slots import ccb_slots, featurise_slots, slates_slots
 from bandits.services.runtime import LoopRuntime
 from bandits.store import decisions as store
@@ -27,17 +28,22 @@ class DecisionService:
         self._db = db
         self._writer = store.DecisionWriter(db.engine)
         self._committer: GroupCommitter[DecisionRow, bool] = GroupCommitter(self._writer.write)
+        self.pools = ActionPools()
 
     def close(self) -> None:
         self._writer.close()
 
     # -- choose -------------------------------------------------------------------------------
 
-    def choose(self, loop: LoopRuntime, request: ChooseRequest) -> dict[str, Any]:
+    def choose(
+        self, loop: LoopRuntime, request: ChooseRequest, pool: Pool | None = None
+    ) -> dict[str, Any]:
+        """The decision for ``request``; ``pool``, when given, is its actions' (see
+        bandits.services.pools): the same decision, with the actions' work already done."""
         if loop.config.kind != "cb":
-            return self._choose_slots(loop, request)
-        ids = self._validate_choose(loop, request)
-        context, lines = _featurise(request)
+            return self._choose_slots(loop, request, pool)
+        ids = self._validate_choose(loop, request, pool)
+        context, lines = _featurise(request, pool)
         shared = shared_example(context)
         excluded = set(request.excluded)
         baseline = request.baseline if request.baseline is not None else _first_allowed(ids, excluded)
@@ -47,7 +53,8 @@ class DecisionService:
         chosen = sample(pmf, seed)
         row = DecisionRow(
             loop_id=loop.loop_id, event_id=event_id, ts=utcnow(), context=request.context,
-            actions=[{"id": action.id, "features": action.features} for action in request.actions],
+            actions=pool.logged if pool is not None else
+            [{"id": action.id, "features": action.features} for action in request.actions],
             excluded=request.excluded,
             baseline=baseline, chosen=ids[chosen], probability=pmf[chosen], pmf=pmf,
             model_version=loop.policy.model_version, config_version=loop.config_version,
@@ -59,11 +66,13 @@ class DecisionService:
             "model_version": loop.policy.model_version, "ranking": _ranking(ids, pmf),
         }
 
-    def _choose_slots(self, loop: LoopRuntime, request: ChooseRequest) -> dict[str, Any]:
+    def _choose_slots(
+        self, loop: LoopRuntime, request: ChooseRequest, pool: Pool | None
+    ) -> dict[str, Any]:
         """``ccb`` and ``slates``: fill the slots in order, each with VW's draw seeded by the event
         id and the slot's position; log every slot's choice, probability and distribution."""
         kind = loop.config.kind
-        ids, positions = self._validate_pool(loop, request)
+        ids, positions = self._validate_pool(loop, request, pool)
         slots = request.slots
         if request.excluded or request.baseline is not None:
             field = "excluded" if request.excluded else "baseline"
@@ -76,7 +85,7 @@ class DecisionService:
                 "InvalidChooseRequest", f"a {kind} loop fills slots: give `slots`, in order", "slots"
             )
         allowed, candidates = (ccb_slots if kind == "ccb" else slates_slots)(request, positions)
-        shared, lines = _featurise(request)
+        shared, lines = _featurise(request, pool)
         slot_lines = featurise_slots(slots)
         event_id = request.event_id if request.event_id is not None else uuid.uuid4().hex
         seed = seed_for(loop.loop_id, event_id)
@@ -100,7 +109,7 @@ class DecisionService:
         first = logged[0]
         row = DecisionRow(
             loop_id=loop.loop_id, event_id=event_id, ts=utcnow(), context=request.context,
-            actions=[
+            actions=pool.logged if pool is not None else [
                 {"id": a.id, "features": a.features} if a.slot is None
                 else {"id": a.id, "features": a.features, "slot": a.slot}
                 for a in request.actions
@@ -130,7 +139,9 @@ class DecisionService:
                 "DuplicateEvent", f"event_id {row.event_id!r} was already used in this loop", "event_id"
             )
 
-    def _validate_pool(self, loop: LoopRuntime, request: ChooseRequest) -> tuple[list[str], dict[str, int]]:
+    def _validate_pool(
+        self, loop: LoopRuntime, request: ChooseRequest, pool: Pool | None
+    ) -> tuple[list[str], dict[str, int]]:
         """Checks every kind shares: the pool's size, unique action ids, the event id. Returns
         the ids in order and each id's position."""
         if len(request.actions) > loop.config.max_actions:
@@ -141,6 +152,8 @@ class DecisionService:
             )
         if request.event_id is not None and "\x00" in request.event_id:
             raise bad_request("InvalidChooseRequest", "event_id contains a NUL character", "event_id")
+        if pool is not None:  # its ids are known to be unique
+            return pool.ids, pool.positions
         ids: list[str] = []
         positions: dict[str, int] = {}
         for index, action in enumerate(request.actions):
@@ -154,8 +167,10 @@ class DecisionService:
             ids.append(action.id)
         return ids, positions
 
-    def _validate_choose(self, loop: LoopRuntime, request: ChooseRequest) -> list[str]:
-        ids, positions = self._validate_pool(loop, request)
+    def _validate_choose(
+        self, loop: LoopRuntime, request: ChooseRequest, pool: Pool | None
+    ) -> list[str]:
+        ids, positions = self._validate_pool(loop, request, pool)
         if request.slots is not None:
             raise bad_request(
                 "InvalidChooseRequest", "`slots` are for ccb and slates loops; this loop is cb", "slots"
@@ -288,12 +303,14 @@ class DecisionService:
         }
 
 
-def _featurise(request: ChooseRequest) -> tuple[str, list[str]]:
+def _featurise(request: ChooseRequest, pool: Pool | None) -> tuple[str, list[str]]:
     """VW text of the context's namespaces and of every action (excluded ones too: all are logged
     and learned from later), validating every feature value in the same walk."""
     root = "context"
     try:
         context = namespaces_text(request.context)
+        if pool is not None:
+            return context, pool.lines
         lines = []
         for index, action in enumerate(request.actions):
             root = f"actions[{index}]"

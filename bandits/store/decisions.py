@@ -25,7 +25,7 @@ class DecisionRow:
     event_id: str
     ts: datetime
     context: dict[str, Any]
-    actions: list[dict[str, Any]]
+    actions: Any  # a list of {id, features[, slot]}, or that list serialised (orjson.Fragment)
     excluded: list[str]
     baseline: str | None
     chosen: str

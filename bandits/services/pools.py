@@ -1,0 +1,91 @@
+"""Action pools remembered: a page's candidates repeat from one choose request to the next.
+
+A product usually sends the same actions, with the same features, for many requests in a row
+(the articles of a home page, the offers of a campaign), while the context changes with every
+user. The work that depends on the actions alone is done once per pool and remembered under the
+pool's JSON (orjson's spelling of the parsed ``actions``, which spells every id, feature, order
+and type exactly): checking them as the schema does, their ids and positions, their VW lines,
+and their entry in the decision log, serialised. Only pools that passed every check are
+remembered; a pool with a problem is not, and the request takes the full path, which words the
+error as always. Pools whose JSON is long, or holds a null, are not remembered (orjson writes
+NaN and infinities as null, so such a key could stand for a value that must be refused).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from bandits.learning.features import FeatureError, action_line
+from bandits.schemas import choose_actions
+
+POOL_KEY_BYTES = 64 * 1024  # longer pools are checked and featurised every time
+POOL_CACHE_BYTES = 8 * 1024 * 1024  # keys held at most; then the cache starts again
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """What a choose request's actions alone decide, worked out once."""
+
+    actions: list[Any]  # as parse_choose makes them
+    ids: list[str]
+    positions: dict[str, int]  # id -> index
+    lines: list[str]  # VW text of each action (bandits.learning.features.action_line)
+    logged: orjson.Fragment  # the decision log's `actions`, serialised
+
+
+class ActionPools:
+    """Pools by their JSON, for one process (thread-safe: dict operations only)."""
+
+    def __init__(self, budget: int = POOL_CACHE_BYTES) -> None:
+        self._pools: dict[bytes, Pool] = {}
+        self._budget = budget
+        self._held = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, actions: Any) -> Pool | None:
+        """The pool of ``actions`` (a parsed body's ``actions``), or ``None`` when anything in
+        it is wrong (the full path then words the error)."""
+        if type(actions) is not list:
+            return None
+        try:
+            key = orjson.dumps(actions)
+        except TypeError:  # not JSON (a caller's own objects, huge integers)
+            return None
+        pool = self._pools.get(key)
+        if pool is not None:
+            self.hits += 1
+            return pool
+        self.misses += 1
+        pool = _pool(actions)
+        if pool is not None and len(key) <= POOL_KEY_BYTES and b"null" not in key:
+            if self._held + len(key) > self._budget:
+                self._pools.clear()
+                self._held = 0
+            self._pools[key] = pool
+            self._held += len(key)
+        return pool
+
+
+def _pool(raw: list[Any]) -> Pool | None:
+    actions = choose_actions(raw)
+    if actions is None:
+        return None
+    positions: dict[str, int] = {}
+    for index, action in enumerate(actions):
+        if action.id in positions:
+            return None
+        positions[action.id] = index
+    try:
+        lines = [action_line(action.id, action.features) for action in actions]
+    except FeatureError:
+        return None
+    logged = [
+        {"id": a.id, "features": a.features} if a.slot is None
+        else {"id": a.id, "features": a.features, "slot": a.slot}
+        for a in actions
+    ]
+    return Pool(actions, list(positions), positions, lines, orjson.Fragment(orjson.dumps(logged)))

@@ -1,0 +1,162 @@
+"""Action pools remembered (bandits.services.pools): a request whose actions are a pool already
+seen gets exactly what the full path gives it, errors included, and logs exactly the same row."""
+
+from __future__ import annotations
+
+import copy
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from bandits.api import create_app
+from bandits.config import load_settings
+from bandits.services import pools as pools_module
+from bandits.services.loops import LoopService
+from bandits.services.pools import ActionPools
+from bandits.store import migrate
+from bandits.store.db import Database
+from tests.conftest import ADMIN_KEY
+from tests.test_schemas import _BODIES
+
+ACTIONS = [
+    {"id": "a", "features": {"offer": {"kind": "loan", "payout": 2.5, "tags": ["new", "x y"]}}},
+    {"id": "b|c", "features": {"offer": {"kind": "caf\u00e9 au lait", "payout": 0, "new": True}}},
+    {"id": "d", "features": {}},
+    {"features": {"offer": {"kind": "card", "nested": {"deep": {"er": 1e-3}}}}, "id": "e"},
+]
+
+
+def test_the_same_actions_get_the_same_pool_and_another_spelling_another():
+    pools = ActionPools()
+    first = pools.get(copy.deepcopy(ACTIONS))
+    assert first is not None and pools.get(copy.deepcopy(ACTIONS)) is first
+    assert (pools.hits, pools.misses) == (1, 1)
+    assert first.ids == ["a", "b|c", "d", "e"] and first.positions["e"] == 3
+    reordered = [dict(reversed(list(action.items()))) for action in ACTIONS]
+    assert pools.get(reordered) is not first  # the same actions, spelt otherwise: worked out anew
+
+
+@pytest.mark.parametrize("actions", [
+    [],
+    "a",
+    [{"id": "a"}, {"id": "a"}],  # duplicate ids
+    [{"id": ""}],
+    [{"id": "a", "features": {"f": {"x": float("nan")}}}],
+    [{"id": "a", "features": {"f": "x\x00y"}}],
+    [{"id": "a", "features": {"f": {"x": {}}}, "colour": "red"}],
+    [{"id": "a", "features": []}],
+], ids=repr)
+def test_actions_with_a_problem_have_no_pool(actions):
+    pools = ActionPools()
+    assert pools.get(actions) is None
+    assert pools.get(actions) is None and pools.hits == 0
+
+
+def test_long_pools_and_pools_with_a_null_are_not_remembered(monkeypatch):
+    pools = ActionPools()
+    with_null = [{"id": "a", "features": {"f": {"x": None}}}]
+    assert pools.get(with_null) is not pools.get(with_null)
+    monkeypatch.setattr(pools_module, "POOL_KEY_BYTES", 10)
+    assert pools.get([{"id": "a"}]) is not pools.get([{"id": "a"}])
+
+
+def test_the_cache_starts_again_when_full():
+    pools = ActionPools(budget=100)
+    first = pools.get([{"id": "a" * 60}])
+    assert pools.get([{"id": "a" * 60}]) is first
+    pools.get([{"id": "b" * 60}])  # over the budget: the cache is emptied first
+    assert pools.get([{"id": "a" * 60}]) is not first
+
+
+# -- the same replies and rows as the full path ---------------------------------------------------
+
+KINDS = ("cb", "ccb", "slates")
+
+
+def _app(directory):
+    url = f"sqlite:///{directory / 'bandits.db'}"
+    database = Database(load_settings(database_url=url))
+    migrate.upgrade(database.engine)
+    keys = {kind: LoopService(database).create(
+        kind, {"kind": kind, "objectives": [{"name": "click"}], "max_actions": 6})["key"]
+        for kind in KINDS}
+    database.dispose()
+    app = create_app(load_settings(database_url=url, admin_key=ADMIN_KEY, cache_seconds=0.0),
+                     {"TESTING": True})
+    return app, keys
+
+
+@pytest.fixture(scope="module")
+def two_apps(tmp_path_factory):
+    """Two services on databases of their own with the same loops: the first remembers pools,
+    the second never does (every request takes the full path)."""
+    remembering = _app(tmp_path_factory.mktemp("remembering"))
+    full = _app(tmp_path_factory.mktemp("full"))
+    full[0].extensions["bandits"].decisions.pools.get = lambda actions: None
+    yield remembering, full
+    for app, _ in (remembering, full):
+        app.extensions["bandits"].close()
+
+
+_events = iter(range(10**9))
+
+
+SLOTS = [{"id": "hero", "baseline": "a", "features": {"slot": {"position": 0}}},
+         {"id": "side", "baseline": "d", "excluded": ["b|c"]}]
+SLATES_ACTIONS = [{**action, "slot": "hero" if i < 2 else "side"}
+                  for i, action in enumerate(ACTIONS)]
+SLATES_SLOTS = [{"id": "hero", "baseline": "a"}, {"id": "side", "baseline": "d"}]
+GOOD = [
+    ("cb", {"context": {"user": {"country": "AR", "age": 31}}, "actions": ACTIONS}),
+    ("cb", {"actions": ACTIONS, "excluded": ["a"], "baseline": "d", "defer": True}),
+    ("ccb", {"context": {"user": {"x": "y z"}}, "actions": ACTIONS, "slots": SLOTS}),
+    ("slates", {"context": {"user": {"x": 1}}, "actions": SLATES_ACTIONS, "slots": SLATES_SLOTS}),
+]
+BAD = [
+    ("cb", {"actions": ACTIONS, "slots": SLOTS}),
+    ("cb", {"actions": SLATES_ACTIONS}),
+    ("cb", {"actions": ACTIONS, "excluded": ["zz"]}),
+    ("cb", {"actions": ACTIONS, "context": {"user": {"bad": float("inf")}}}),
+    ("cb", {"actions": ACTIONS * 2}),
+    ("cb", {"actions": ACTIONS + [{"id": f"x{i}"} for i in range(3)]}),  # 7 > max_actions
+    ("ccb", {"actions": ACTIONS, "slots": SLOTS + [{"id": "hero", "baseline": "e"}]}),
+    ("ccb", {"actions": ACTIONS, "slots": SLOTS, "event_id": "x\x00"}),
+    ("ccb", {"actions": ACTIONS}),
+    ("ccb", {"actions": SLATES_ACTIONS, "slots": SLOTS}),
+    ("slates", {"actions": ACTIONS, "slots": SLATES_SLOTS}),
+    ("slates", {"actions": SLATES_ACTIONS, "slots": [{"id": "hero", "baseline": "d"}]}),
+]
+
+
+def _same(two_apps, kind: str, body: dict) -> None:
+    remembering, full = two_apps
+    event = f"e{next(_events)}"
+    results = []
+    for (app, keys), event_id in ((remembering, event), (remembering, event + "-again"),
+                                  (full, event), (full, event + "-again")):
+        headers = {"Authorization": f"Bearer {keys[kind]}"}
+        sent = copy.deepcopy(body)
+        sent.setdefault("event_id", event_id)
+        reply = app.test_client().post(f"/v1/loops/{kind}/choose", json=sent, headers=headers)
+        logged = None
+        if reply.status_code == 201:
+            path = f"/v1/loops/{kind}/events/{quote(sent['event_id'], safe='')}"
+            logged = app.test_client().get(path, headers=headers).json
+            logged.pop("ts")
+        results.append((reply.status_code, reply.json, logged))
+    assert results[0] == results[2]  # first sight of the pool, against the full path
+    assert results[1] == results[3]  # from the pool, against the full path
+
+
+@pytest.mark.parametrize(("kind", "body"), GOOD + BAD,
+                         ids=lambda x: x if isinstance(x, str) else "")
+def test_the_same_replies_and_rows_as_the_full_path(two_apps, kind, body):
+    _same(two_apps, kind, body)
+
+
+@hypothesis_settings(max_examples=60, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(KINDS), body=_BODIES)
+def test_generated_bodies_get_what_the_full_path_gives(two_apps, kind, body):
+    _same(two_apps, kind, body)
