@@ -22,7 +22,7 @@ from bandits.learning.features import FeatureError, action_line
 from bandits.schemas import choose_actions
 
 POOL_KEY_BYTES = 64 * 1024  # longer pools are checked and featurised every time
-POOL_CACHE_BYTES = 8 * 1024 * 1024  # keys held at most; then the cache starts again
+POOL_CACHE_BYTES = 2 * 1024 * 1024  # keys held at most (a pool holds about 9 times its key)
 
 
 @dataclass(frozen=True, slots=True)
