@@ -8,8 +8,9 @@ from flask import Blueprint
 
 from bandits.api.http import json_body, json_response, require_loop, services
 from bandits.schemas import (
-    RewardRequest, choose_without_actions, parse, parse_choose, with_actions,
+    ChooseRequest, RewardRequest, choose_without_actions, parse, parse_choose, with_actions,
 )
+from bandits.services.pools import Pool
 from bandits.services.runtime import LoopRuntime
 
 bp = Blueprint("events", __name__, url_prefix="/v1/loops/<loop>")
@@ -24,15 +25,20 @@ def choose(loop: str):
 
 
 def chosen(held: Any, runtime: LoopRuntime, body: dict[str, Any]) -> dict[str, Any]:
-    """The reply to a choose body (this route's and bandits.api.fast's). A body whose actions
-    are a pool already seen (bandits.services.pools) skips the actions' checks and featurising,
-    done once for that pool; any other goes the full way, which words every error."""
-    # The featuriser checks features for NUL, depth and types as it writes them.
+    """The reply to a choose body (this route's and bandits.api.fast's)."""
+    return held.decisions.choose(runtime, *checked_choose(held, body))
+
+
+def checked_choose(held: Any, body: dict[str, Any]) -> tuple[ChooseRequest, Pool | None]:
+    """A choose body checked against the schema, with its actions' pool when they have one. A
+    body whose actions are a pool already seen (bandits.services.pools) skips the actions'
+    checks and featurising, done once for that pool; any other goes the full way, which words
+    every error. (The featuriser checks features for NUL, depth and types as it writes them.)"""
     rest = choose_without_actions(body)
     pool = held.decisions.pools.get(rest.actions) if rest is not None else None
     if pool is None:
-        return held.decisions.choose(runtime, parse_choose(body, CHOOSE_ERROR))
-    return held.decisions.choose(runtime, with_actions(rest, pool.actions), pool)
+        return parse_choose(body, CHOOSE_ERROR), None
+    return with_actions(rest, pool.actions), pool
 
 
 @bp.post("/events/<path:event_id>/rewards")

@@ -32,11 +32,10 @@ if _STEP == "parse":
     fast.FastChoose.__call__ = _parse_only
 elif _STEP == "validate":
     from bandits.api import fast
-    from bandits.api.events import CHOOSE_ERROR
-    from bandits.schemas import ChooseRequest, parse
+    from bandits.api.events import checked_choose
 
     def _validated(held, loop, body):
-        request = parse(ChooseRequest, body, CHOOSE_ERROR, walk=False)
+        request, _pool = checked_choose(held, body)
         return {"event_id": "x", "action": request.actions[0].id, "probability": 1.0}
 
     fast.chosen = _validated
