@@ -53,6 +53,12 @@ def _produce(app, key: str, stop: threading.Event, made: list[int]) -> None:
         made[0] = i
 
 
+def _newest_version(db) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.max(Model.version)).join(Loop, Loop.id == Model.loop_id)
+                              .where(Loop.name == "kill")) or 0
+
+
 def test_sigkilled_trainers_learn_every_event_exactly_once(database_url):
     settings = load_settings(database_url=database_url, cache_seconds=0.0)
     app = create_app(settings)
@@ -68,9 +74,17 @@ def test_sigkilled_trainers_learn_every_event_exactly_once(database_url):
     kills = 0
     try:
         for _ in range(6):
+            before = _newest_version(db)
             trainer = subprocess.Popen([BANDITS, "train", "--loop", "kill"], env=env,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(1.0, 2.5))
+            # Killed at a random moment once it has published: starting up takes seconds on a
+            # busy machine, and a trainer killed before its first step would prove nothing.
+            deadline = time.monotonic() + 60
+            while _newest_version(db) == before:
+                assert trainer.poll() is None, "the trainer stopped by itself"
+                assert time.monotonic() < deadline, "the trainer published nothing in 60 s"
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 1.5))
             trainer.send_signal(signal.SIGKILL)
             trainer.wait()
             kills += 1
