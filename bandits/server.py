@@ -33,6 +33,12 @@ class GunicornServer(BaseApplication):
         return create_app(self._settings, {"POOL_SIZE": self._options.get("threads", 1) + 2})
 
 
+def worker_class(threads: int) -> str:
+    """gunicorn's worker class for ``threads`` per worker: gthread spreading connections evenly
+    (bandits.workers) with more than one, sync otherwise."""
+    return "bandits.workers.BalancedThreadWorker" if threads > 1 else "sync"
+
+
 def gunicorn_options(
     host: str, port: int, workers: int, threads: int, access_log: bool, pin_workers: bool = True,
 ) -> dict[str, Any]:
@@ -40,7 +46,7 @@ def gunicorn_options(
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_class": "bandits.workers.BalancedThreadWorker" if threads > 1 else "sync",
+        "worker_class": worker_class(threads),
         "timeout": 30,
         "graceful_timeout": 10,
         "keepalive": 5,

@@ -97,7 +97,6 @@ def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connection
     script = script_dir / "post.lua"
     script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{headers}')
     postgres = postgres_pids()
-    cpu_before = cpu_seconds(pids or [])
     each_before = [cpu_seconds([pid]) for pid in pids or []]
     postgres_before = cpu_seconds(postgres)
     switches_before = context_switches(pids or [])
@@ -106,8 +105,8 @@ def run_wrk(url: str, key: str | None, body_json: dict, seconds: int, connection
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
-    cpu = cpu_seconds(pids or []) - cpu_before
     each = [cpu_seconds([pid]) - before for pid, before in zip(pids or [], each_before)]
+    cpu = sum(each)
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child waited for
     wrk_cpu = ((wrk_after.ru_utime + wrk_after.ru_stime)
                - (wrk_before.ru_utime + wrk_before.ru_stime))

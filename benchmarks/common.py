@@ -17,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bandits.server import worker_class
+
 POSTGRES_URL = os.environ.get(
     "BANDITS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -80,10 +82,9 @@ def bare_command(port: int, workers: int, threads: int) -> list[str]:
     """The bare endpoint (benchmarks/bare_app.py) under the gunicorn settings `bandits serve`
     uses for ``workers`` and ``threads`` (its worker class too, see bandits/workers.py); run it
     from the repository's root."""
-    worker_class = "bandits.workers.BalancedThreadWorker" if threads > 1 else "sync"
     return [str(Path(sys.executable).parent / "gunicorn"), "-b", f"127.0.0.1:{port}",
-            "-w", str(workers), "--threads", str(threads), "-k", worker_class, "--keep-alive", "5",
-            "benchmarks.bare_app:app"]
+            "-w", str(workers), "--threads", str(threads), "-k", worker_class(threads),
+            "--keep-alive", "5", "benchmarks.bare_app:app"]
 
 
 def request_body() -> dict:

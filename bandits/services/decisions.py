@@ -15,7 +15,7 @@ from bandits.learning.examples import SlotExample, ccb_text, slates_text, slot_p
 from bandits.learning.features import FeatureError, action_line, namespaces_text, shared_example
 from bandits.learning.sampling import normalise, sample, seed_for
 from bandits.services.group_commit import GroupCommitter
-from bandits.services.pools import ActionPools, Pool
+from bandits.services.pools import ActionPools, Pool, logged_actions
 from bandits.services.slots import ccb_slots, featurise_slots, slates_slots
 from bandits.services.runtime import LoopRuntime
 from bandits.store import decisions as store
@@ -53,8 +53,7 @@ class DecisionService:
         chosen = sample(pmf, seed)
         row = DecisionRow(
             loop_id=loop.loop_id, event_id=event_id, ts=utcnow(), context=request.context,
-            actions=pool.logged if pool is not None else
-            [{"id": action.id, "features": action.features} for action in request.actions],
+            actions=pool.logged if pool is not None else logged_actions(request.actions),
             excluded=request.excluded,
             baseline=baseline, chosen=ids[chosen], probability=pmf[chosen], pmf=pmf,
             model_version=loop.policy.model_version, config_version=loop.config_version,
@@ -109,11 +108,7 @@ class DecisionService:
         first = logged[0]
         row = DecisionRow(
             loop_id=loop.loop_id, event_id=event_id, ts=utcnow(), context=request.context,
-            actions=pool.logged if pool is not None else [
-                {"id": a.id, "features": a.features} if a.slot is None
-                else {"id": a.id, "features": a.features, "slot": a.slot}
-                for a in request.actions
-            ],
+            actions=pool.logged if pool is not None else logged_actions(request.actions),
             excluded=[], baseline=first["baseline"], chosen=first["chosen"],
             probability=first["probability"], pmf=first["pmf"],
             model_version=loop.policy.model_version, config_version=loop.config_version,

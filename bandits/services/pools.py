@@ -83,9 +83,14 @@ def _pool(raw: list[Any]) -> Pool | None:
         lines = [action_line(action.id, action.features) for action in actions]
     except FeatureError:
         return None
-    logged = [
+    logged = orjson.Fragment(orjson.dumps(logged_actions(actions)))
+    return Pool(actions, list(positions), positions, lines, logged)
+
+
+def logged_actions(actions: list[Any]) -> list[dict[str, Any]]:
+    """The decision log's ``actions``: each action's id and features, and its slot (slates)."""
+    return [
         {"id": a.id, "features": a.features} if a.slot is None
         else {"id": a.id, "features": a.features, "slot": a.slot}
         for a in actions
     ]
-    return Pool(actions, list(positions), positions, lines, orjson.Fragment(orjson.dumps(logged)))
