@@ -64,9 +64,11 @@ def _tag(slot: SlotExample) -> str:
 
 
 def ccb_text(shared: str, actions: list[str], slots: list[SlotExample]) -> str:
-    """A ``ccb`` example: ``shared`` is the context's namespaces text (may be empty)."""
+    """A ``ccb`` example: ``shared`` is the context's namespaces text (may be empty). With no
+    ``actions``, the example less its action lines (bandits.learning.vw.Policy.predict_ccb)."""
     lines = [f"ccb shared {shared}" if shared else "ccb shared |"]
-    lines.extend(f"ccb action {line}" for line in actions)
+    if actions:
+        lines.append(ccb_actions_text(actions))
     for slot in slots:
         label = ""
         if slot.chosen is not None:
@@ -74,6 +76,11 @@ def ccb_text(shared: str, actions: list[str], slots: list[SlotExample]) -> str:
         includes = f" {','.join(map(str, slot.allowed))}" if slot.allowed is not None else ""
         lines.append(f"ccb slot{label}{includes}{_tag(slot)} {slot.line}")
     return "\n".join(lines)
+
+
+def ccb_actions_text(actions: list[str]) -> str:
+    """The action lines of a ``ccb`` example."""
+    return "\n".join([f"ccb action {line}" for line in actions])
 
 
 def slates_text(
@@ -148,8 +155,9 @@ def slot_pmfs(
         if not slot_scores:
             raise RuntimeError("VW left a slot without an action")
         pmf = [0.0] * pool
-        positions = [slot.allowed[i] if kind == "slates" else i for i, _ in slot_scores]  # type: ignore[index]
-        for position, probability in zip(positions, normalise([p for _, p in slot_scores])):
+        indices, probabilities = zip(*slot_scores)
+        positions = [slot.allowed[i] for i in indices] if kind == "slates" else indices  # type: ignore[index]
+        for position, probability in zip(positions, normalise(probabilities)):
             pmf[position] = probability
         result.append((positions[0], pmf))
     return result

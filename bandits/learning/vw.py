@@ -12,7 +12,7 @@ import os
 import shlex
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 import pylibvw
@@ -165,6 +165,7 @@ class Policy:
         self.model_version = model_version
         self._workspace = _load(self.arguments, blob)
         self._lock = threading.Lock()
+        self._kept = _KeptActions(self._workspace)
 
     @staticmethod
     def arguments_for(config: LoopConfig) -> str:
@@ -183,9 +184,103 @@ class Policy:
         with self._lock:
             return _predict_slots(self._workspace, text)
 
+    def predict_ccb(self, pool: Hashable, actions: Callable[[], str], text: str
+                    ) -> list[list[tuple[int, float]]]:
+        """:meth:`predict_slots` for a ``ccb`` example whose action lines are left out of
+        ``text`` (its shared line, then its slot lines): they are those of ``pool``, a key for
+        one set of action lines, which ``actions()`` writes. The actions' VW examples are kept
+        from one prediction to the next (see :class:`_KeptActions`). Same prediction as
+        ``predict_slots`` over the whole text."""
+        with self._lock:
+            return self._kept.predict(pool, actions, text)
+
     def close(self) -> None:
         with self._lock:
+            self._kept.release()
             self._workspace.finish()
+
+    def __del__(self) -> None:
+        # A replaced model's policy is dropped, not closed: its kept examples go back to its
+        # workspace before the workspace is freed (VW frees only the examples it got back).
+        kept = getattr(self, "_kept", None)
+        if kept is not None:
+            kept.release()
+
+
+KEPT_ACTION_EXAMPLES = 256  # per policy; a parsed VW example takes about 30 KB (measured)
+
+
+class _KeptActions:
+    """The parsed VW examples of a few ``ccb`` action pools, kept by a :class:`Policy`.
+
+    A product sends the same actions for many requests, and VW's parse of their lines costs
+    about a third of a ``ccb`` prediction over 20 actions. ``--ccb_explore_adf`` gives the action
+    examples back as it found them (it adds each slot's features to the shared example, and
+    every change it makes to an action example it undoes), so the same examples serve the next
+    prediction: only the shared and slot lines are parsed each time, and only they go back to
+    the workspace afterwards. tests/learning/test_vw_kept.py checks the predictions against
+    fresh parses. Pools are kept up to KEPT_ACTION_EXAMPLES examples, the oldest dropped first;
+    a dropped pool's examples go back to the workspace (a last prediction, so that VW finishes
+    them as it finishes every example). Callers hold the policy's lock.
+    """
+
+    def __init__(self, workspace: vowpalwabbit.Workspace) -> None:
+        self._workspace = workspace
+        self._pools: dict[Hashable, list[Any]] = {}
+        self._held = 0
+
+    def predict(self, pool: Hashable, actions: Callable[[], str], text: str
+                ) -> list[list[tuple[int, float]]]:
+        workspace = self._workspace
+        kept = self._pools.get(pool)
+        fresh = kept is None
+        if kept is None:
+            kept = workspace._parse(actions())
+        try:
+            head = workspace._parse(text)
+        except BaseException:
+            if fresh:
+                self._give_back(kept)
+            raise
+        examples = [head[0], *kept, *head[1:]]
+        try:
+            pylibvw.vw.predict_multi(workspace, examples)
+            scores = [list(slot) for slot in head[0].get_decision_scores()]
+        except BaseException:
+            # VW stopped part way: the actions may not be as it found them; they are not kept
+            if not fresh:
+                self._forget(pool)
+            pylibvw.vw._finish_example_multi_ex(workspace, examples)
+            raise
+        if fresh and len(kept) > KEPT_ACTION_EXAMPLES:  # too many to keep
+            pylibvw.vw._finish_example_multi_ex(workspace, examples)
+            return scores
+        if fresh:
+            while self._pools and self._held + len(kept) > KEPT_ACTION_EXAMPLES:
+                self._give_back(self._forget(next(iter(self._pools))))
+            self._pools[pool] = kept
+            self._held += len(kept)
+        pylibvw.vw._finish_example_multi_ex(workspace, head)
+        return scores
+
+    def release(self) -> None:
+        """Give every kept example back to the workspace."""
+        while self._pools:
+            self._give_back(self._forget(next(iter(self._pools))))
+
+    def _forget(self, pool: Hashable) -> list[Any]:
+        kept = self._pools.pop(pool)
+        self._held -= len(kept)
+        return kept
+
+    def _give_back(self, kept: list[Any]) -> None:
+        """Return action examples to the workspace: VW finishes examples after a prediction."""
+        head = self._workspace._parse("ccb shared |\nccb slot 'seed=0 |")
+        examples = [head[0], *kept, *head[1:]]
+        try:
+            pylibvw.vw.predict_multi(self._workspace, examples)
+        finally:
+            pylibvw.vw._finish_example_multi_ex(self._workspace, examples)
 
 
 class Learner:

@@ -11,7 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from bandits.schemas import ChooseRequest, RewardRequest
 from bandits.errors import ApiError, bad_request, conflict, not_found, unprocessable
-from bandits.learning.examples import SlotExample, ccb_text, slates_text, slot_pmfs
+from bandits.learning.examples import (
+    SlotExample, ccb_actions_text, ccb_text, slates_text, slot_pmfs,
+)
 from bandits.learning.features import FeatureError, action_line, namespaces_text, shared_example
 from bandits.learning.sampling import normalise, sample, seed_for
 from bandits.services.group_commit import GroupCommitter
@@ -98,8 +100,14 @@ class DecisionService:
             examples = [
                 SlotExample(line, allowed[k], seed=f"{seed}.{k}") for k, line in enumerate(slot_lines)
             ]
-            text = (ccb_text if kind == "ccb" else slates_text)(shared, lines, examples)
-            chosen = slot_pmfs(kind, examples, loop.policy.predict_slots(text), len(ids))
+            if kind == "ccb" and pool is not None:  # VW's parse of the pool's lines is kept
+                scores = loop.policy.predict_ccb(
+                    pool.serial, lambda: ccb_actions_text(lines), ccb_text(shared, [], examples)
+                )
+            else:
+                text = (ccb_text if kind == "ccb" else slates_text)(shared, lines, examples)
+                scores = loop.policy.predict_slots(text)
+            chosen = slot_pmfs(kind, examples, scores, len(ids))
         logged = [
             {"id": slot.id, "features": slot.features, "baseline": slot.baseline,
              "excluded": slot.excluded, "chosen": ids[position], "probability": pmf[position], "pmf": pmf}

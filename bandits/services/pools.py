@@ -13,6 +13,7 @@ NaN and infinities as null, so such a key could stand for a value that must be r
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ class Pool:
     positions: dict[str, int]  # id -> index
     lines: list[str]  # VW text of each action (bandits.learning.features.action_line)
     logged: orjson.Fragment  # the decision log's `actions`, serialised
+    serial: int  # this pool's number in the process (a key for VW's parse of its lines)
 
 
 class ActionPools:
@@ -84,7 +86,10 @@ def _pool(raw: list[Any]) -> Pool | None:
     except FeatureError:
         return None
     logged = orjson.Fragment(orjson.dumps(logged_actions(actions)))
-    return Pool(actions, list(positions), positions, lines, logged)
+    return Pool(actions, list(positions), positions, lines, logged, next(_serials))
+
+
+_serials = itertools.count()
 
 
 def logged_actions(actions: list[Any]) -> list[dict[str, Any]]:
