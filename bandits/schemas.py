@@ -7,6 +7,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import msgspec
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, ValidationError
 
 from bandits.errors import ApiError
@@ -123,6 +124,57 @@ def choose_actions(actions: Any) -> list[Any] | None:
     try:
         return msgspec.convert(actions, _ActionsFast)
     except msgspec.ValidationError:
+        return None
+
+
+class _SlotRaw(msgspec.Struct, forbid_unknown_fields=True):
+    id: _Text
+    baseline: _Text
+    features: msgspec.Raw = msgspec.Raw()
+    excluded: list[str] = []
+
+
+class _ChooseRaw(msgspec.Struct, forbid_unknown_fields=True):
+    """The choose body read straight from its bytes: ``actions``, ``context`` and the slots'
+    ``features`` are kept as JSON, for orjson to parse as the full path does (msgspec reads an
+    integer beyond 64 bits exactly, orjson as a float)."""
+
+    actions: msgspec.Raw
+    event_id: _Text | None = None
+    context: msgspec.Raw = msgspec.Raw()
+    excluded: list[str] = []
+    baseline: str | None = None
+    defer: bool = False
+    slots: Annotated[list[_SlotRaw], msgspec.Meta(min_length=1, max_length=256)] | None = None
+
+
+_choose_raw = msgspec.json.Decoder(_ChooseRaw)
+
+
+def _json_object(raw: msgspec.Raw) -> dict[str, Any]:
+    """A JSON object kept raw (empty: the field was left out), parsed by orjson."""
+    value = orjson.loads(memoryview(raw)) if len(raw) else {}
+    if type(value) is not dict:
+        raise ValueError("not an object")
+    return value
+
+
+def choose_raw(data: bytes) -> Any | None:
+    """:func:`choose_without_actions` from the body's bytes, its ``actions`` left as the JSON
+    that was sent (bytes); ``None`` when the body is not such a JSON object or a field is not
+    as :class:`ChooseRequest` wants it (the full path then words the problem)."""
+    try:
+        raw = _choose_raw.decode(data)
+        slots = None if raw.slots is None else [
+            _SlotFast(id=slot.id, baseline=slot.baseline, features=_json_object(slot.features),
+                      excluded=slot.excluded)
+            for slot in raw.slots
+        ]
+        return _ChooseRestFast(
+            actions=bytes(raw.actions), event_id=raw.event_id, context=_json_object(raw.context),
+            excluded=raw.excluded, baseline=raw.baseline, defer=raw.defer, slots=slots,
+        )
+    except (msgspec.DecodeError, ValueError, RecursionError):  # orjson's errors are ValueErrors
         return None
 
 

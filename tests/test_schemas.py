@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +15,8 @@ from pydantic import BaseModel
 
 from bandits.errors import ApiError
 from bandits.schemas import (
-    ActionIn, ChooseRequest, SlotIn, _ActionFast, _ChooseFast, _SlotFast, parse, parse_choose,
+    ActionIn, ChooseRequest, SlotIn, _ActionFast, _ChooseFast, _ChooseRaw, _ChooseRestFast,
+    _SlotFast, _SlotRaw, choose_raw, choose_without_actions, parse, parse_choose,
 )
 
 PAIRS = [(ChooseRequest, _ChooseFast), (ActionIn, _ActionFast), (SlotIn, _SlotFast)]
@@ -124,3 +126,29 @@ def test_a_well_formed_body_is_read_whole():
     fast = parse_choose(body, "InvalidChooseRequest")
     assert isinstance(fast, _ChooseFast)  # msgspec took it, not the fallback
     assert _plain(fast) == _plain(ChooseRequest.model_validate(body))
+
+
+# -- the choose body read from its bytes (bandits.schemas.choose_raw) -----------------------------
+
+
+@pytest.mark.parametrize("raw, fast", [(_ChooseRaw, _ChooseRestFast), (_SlotRaw, _SlotFast)],
+                         ids=lambda x: x.__name__)
+def test_the_bytes_reader_has_the_same_fields_and_defaults(raw, fast):
+    assert raw.__struct_fields__ == fast.__struct_fields__
+    assert len(raw.__struct_defaults__) == len(fast.__struct_defaults__)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_BODIES)
+def test_the_bytes_reader_takes_what_the_parsed_body_reader_takes(body):
+    data = orjson.dumps(body)
+    parsed = orjson.loads(data)  # what the full path reads
+    expected = choose_without_actions(parsed) if isinstance(parsed, dict) else None
+    got = choose_raw(data)
+    if expected is None:
+        assert got is None
+        return
+    assert got is not None
+    assert orjson.loads(got.actions) == expected.actions
+    got.actions = expected.actions = None
+    assert _plain(got) == _plain(expected)

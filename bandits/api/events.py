@@ -8,7 +8,8 @@ from flask import Blueprint
 
 from bandits.api.http import json_body, json_response, require_loop, services
 from bandits.schemas import (
-    ChooseRequest, RewardRequest, choose_without_actions, parse, parse_choose, with_actions,
+    ChooseRequest, RewardRequest, choose_raw, choose_without_actions, parse, parse_choose,
+    with_actions,
 )
 from bandits.services.pools import Pool
 from bandits.services.runtime import LoopRuntime
@@ -38,6 +39,17 @@ def checked_choose(held: Any, body: dict[str, Any]) -> tuple[ChooseRequest, Pool
     pool = held.decisions.pools.get(rest.actions) if rest is not None else None
     if pool is None:
         return parse_choose(body, CHOOSE_ERROR), None
+    return with_actions(rest, pool.actions), pool
+
+
+def checked_choose_raw(held: Any, data: bytes) -> tuple[ChooseRequest, Pool] | None:
+    """:func:`checked_choose` straight from a body's bytes, for a body whose actions are a pool
+    (seen before, or checked now): their JSON as sent is the pool's key, and only the rest of the
+    body is parsed. ``None`` for any other body, which takes :func:`checked_choose`."""
+    rest = choose_raw(data)
+    pool = held.decisions.pools.get_raw(rest.actions) if rest is not None else None
+    if pool is None:
+        return None
     return with_actions(rest, pool.actions), pool
 
 

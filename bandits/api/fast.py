@@ -6,7 +6,10 @@ their CPU per choose request under load (docs/operations.md, "Performance"). Thi
 well-formed choose request before Flask sees it and runs the same code as the Flask route does:
 :func:`bandits.api.http.grant_for` and :func:`~bandits.api.http.granted_loop` for the key and the
 loop, :func:`~bandits.api.http.json_object` for the body, :func:`bandits.api.events.chosen` for
-the decision, and the same error body for every :class:`ApiError`.
+the decision, and the same error body for every :class:`ApiError`. A body whose actions are a
+pool (bandits.services.pools) is read from its bytes first, by
+:func:`bandits.api.events.checked_choose_raw`, which leaves the actions' JSON unparsed when the
+pool was seen before: the same request, for about a third of the parsing.
 
 Anything it does not take goes to Flask unchanged, which answers as it always has: another method
 or path, a content type other than exactly ``application/json`` (Flask also accepts parameters
@@ -24,7 +27,7 @@ import orjson
 from werkzeug.http import HTTP_STATUS_CODES
 
 from bandits.api.errors import unexpected
-from bandits.api.events import CHOOSE_ERROR, chosen
+from bandits.api.events import CHOOSE_ERROR, checked_choose_raw, chosen
 from bandits.api.http import granted_loop, grant_for, json_object
 from bandits.errors import ApiError
 
@@ -64,8 +67,12 @@ class FastChoose:
         try:
             grant = grant_for(self._held, environ.get("HTTP_AUTHORIZATION", ""))
             loop = granted_loop(self._held, grant, name)
-            body = json_object(environ["wsgi.input"].read(int(length)), CHOOSE_ERROR)
-            status, reply = 201, chosen(self._held, loop, body)
+            data = environ["wsgi.input"].read(int(length))
+            checked = checked_choose_raw(self._held, data)
+            if checked is not None:
+                status, reply = 201, self._held.decisions.choose(loop, *checked)
+            else:
+                status, reply = 201, chosen(self._held, loop, json_object(data, CHOOSE_ERROR))
         except ApiError as error:
             status, reply = error.status, error.to_json()
         except Exception:

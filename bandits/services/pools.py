@@ -42,11 +42,30 @@ class ActionPools:
     """Pools by their JSON, for one process (thread-safe: dict operations only)."""
 
     def __init__(self, budget: int = POOL_CACHE_BYTES) -> None:
-        self._pools: dict[bytes, Pool] = {}
+        self._pools: dict[bytes, Pool] = {}  # by orjson's spelling of the parsed actions
+        self._raw: dict[bytes, Pool] = {}  # by the actions' JSON as sent
         self._budget = budget
         self._held = 0
         self.hits = 0
         self.misses = 0
+
+    def get_raw(self, raw: bytes) -> Pool | None:
+        """The pool of a body's ``actions`` as sent (their JSON bytes), or ``None`` as
+        :meth:`get` (raw keys are kept apart from :meth:`get`'s: they are the bytes that came,
+        which orjson parses, not orjson's spelling)."""
+        pool = self._raw.get(raw)
+        if pool is not None:
+            self.hits += 1
+            return pool
+        self.misses += 1
+        try:
+            actions = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        pool = _pool(actions) if type(actions) is list else None
+        if pool is not None and len(raw) <= POOL_KEY_BYTES:
+            self._keep(self._raw, raw, pool)
+        return pool
 
     def get(self, actions: Any) -> Pool | None:
         """The pool of ``actions`` (a parsed body's ``actions``), or ``None`` when anything in
@@ -64,12 +83,16 @@ class ActionPools:
         self.misses += 1
         pool = _pool(actions)
         if pool is not None and len(key) <= POOL_KEY_BYTES and b"null" not in key:
-            if self._held + len(key) > self._budget:
-                self._pools.clear()
-                self._held = 0
-            self._pools[key] = pool
-            self._held += len(key)
+            self._keep(self._pools, key, pool)
         return pool
+
+    def _keep(self, pools: dict[bytes, Pool], key: bytes, pool: Pool) -> None:
+        if self._held + len(key) > self._budget:
+            self._pools.clear()
+            self._raw.clear()
+            self._held = 0
+        pools[key] = pool
+        self._held += len(key)
 
 
 def _pool(raw: list[Any]) -> Pool | None:

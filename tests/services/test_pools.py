@@ -94,6 +94,7 @@ def two_apps(tmp_path_factory):
     remembering = _app(tmp_path_factory.mktemp("remembering"))
     full = _app(tmp_path_factory.mktemp("full"))
     full[0].extensions["bandits"].decisions.pools.get = lambda actions: None
+    full[0].extensions["bandits"].decisions.pools.get_raw = lambda raw: None
     yield remembering, full
     for app, _ in (remembering, full):
         app.extensions["bandits"].close()
@@ -129,19 +130,27 @@ BAD = [
 ]
 
 
-def _same(two_apps, kind: str, body: dict) -> None:
+def _same(two_apps, kind: str, body: dict | bytes) -> None:
+    """``body`` (a dict, or the bytes to send, with ``EVENT`` where its event id goes) sent
+    twice to each app, under event ids of its own."""
     remembering, full = two_apps
     event = f"e{next(_events)}"
     results = []
     for (app, keys), event_id in ((remembering, event), (remembering, event + "-again"),
                                   (full, event), (full, event + "-again")):
         headers = {"Authorization": f"Bearer {keys[kind]}"}
-        sent = copy.deepcopy(body)
-        sent.setdefault("event_id", event_id)
-        reply = app.test_client().post(f"/v1/loops/{kind}/choose", json=sent, headers=headers)
+        if isinstance(body, bytes):
+            sent = {"event_id": event_id}
+            data = body.replace(b"EVENT", event_id.encode())
+            reply = app.test_client().post(f"/v1/loops/{kind}/choose", data=data, headers=headers,
+                                           content_type="application/json")
+        else:
+            sent = copy.deepcopy(body)
+            sent.setdefault("event_id", event_id)
+            reply = app.test_client().post(f"/v1/loops/{kind}/choose", json=sent, headers=headers)
         logged = None
         if reply.status_code == 201:
-            path = f"/v1/loops/{kind}/events/{quote(sent['event_id'], safe='')}"
+            path = f"/v1/loops/{kind}/events/{quote(sent.get('event_id', event_id), safe='')}"
             logged = app.test_client().get(path, headers=headers).json
             logged.pop("ts")
         results.append((reply.status_code, reply.json, logged))
@@ -160,3 +169,65 @@ def test_the_same_replies_and_rows_as_the_full_path(two_apps, kind, body):
 @given(kind=st.sampled_from(KINDS), body=_BODIES)
 def test_generated_bodies_get_what_the_full_path_gives(two_apps, kind, body):
     _same(two_apps, kind, body)
+
+
+# Bodies as bytes: the pool's key is then the actions' JSON as sent, and only the rest of the body
+# is parsed; orjson parses context, slot features and actions as the full path does.
+_ACTIONS = b'[{"id": "a", "features": {"o": {"n": 1}}}, {"id": "b"}, {"id": "c"}]'
+RAW = [
+    ("cb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b'}'),
+    ("cb", b'{"event_id":"EVENT","actions":[{"id":"a","features":{"o":{"n":1}}},{"id":"b"},{"id":"c"}]}'),
+    ("cb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "context": {"u": {"big": 123456789012345678901234567890}}}'),
+    ("cb", b'{"event_id": "EVENT", "actions": [{"id": "a", "features": {"o": {"big": -92233720368547758090}}}, {"id": "b"}]}'),
+    ("cb", b'{"event_id": "EVENT", "actions": [{"id": "x"}], "actions": ' + _ACTIONS + b', "context": {"u": 1}, "context": {"v": {"w": 2}}}'),
+    ("cb", b'{"event_id": "EVENT", "\\u0061ctions": ' + _ACTIONS + b'}'),
+    ("cb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "context": null}'),
+    ("cb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "context": []}'),
+    ("cb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "context": {"u": NaN}}'),
+    ("cb", b'{"event_id": "EVENT", "actions": [{"id": "a"}, {"id": "a"}]}'),
+    ("cb", b'{"event_id": "EVENT", "actions": [{"id": "a", "features": {"o": {"x": 1e999}}}]}'),
+    ("cb", b'{"event_id": "EVENT", "actions": [{"id": "\\ud800"}]}'),
+    ("cb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b'} trailing'),
+    ("cb", b'\xef\xbb\xbf{"event_id": "EVENT", "actions": ' + _ACTIONS + b'}'),
+    ("cb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "context": {"u": "\xff"}}'),
+    ("cb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "context": ' + b'[' * 600 + b']' * 600 + b'}'),
+    ("cb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "extra": 1}'),
+    ("cb", b'[{"event_id": "EVENT"}]'),
+    ("ccb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "slots": [{"id": "s", "baseline": "a", "features": {"p": {"big": 123456789012345678901234567890}}}]}'),
+    ("ccb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "slots": [{"id": "s", "baseline": "a", "features": null}]}'),
+    ("ccb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "slots": [{"id": "s", "baseline": "a", "features": {"p": {"q": 1}}, "features": {"p": {"r": 2}}}]}'),
+    ("ccb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "slots": [{"id": "s", "baseline": "a", "excluded": ["b"]}, {"id": "t", "baseline": "b"}]}'),
+    ("ccb", b'{"event_id": "EVENT", "actions": ' + _ACTIONS + b', "slots": []}'),
+    ("slates", b'{"event_id": "EVENT", "actions": [{"id": "a", "slot": "s"}, {"id": "b", "slot": "t"}], "slots": [{"id": "s", "baseline": "a"}, {"id": "t", "baseline": "b"}]}'),
+]
+
+
+@pytest.mark.parametrize(("kind", "body"), RAW, ids=lambda x: x if isinstance(x, str) else "")
+def test_bodies_read_from_their_bytes_get_what_the_full_path_gives(two_apps, kind, body):
+    _same(two_apps, kind, body)
+
+
+def test_a_pool_sent_twice_with_other_spacing_is_the_same_pool_twice():
+    pools = ActionPools()
+    compact = b'[{"id":"a","features":{"o":{"n":1}}},{"id":"b"}]'
+    spaced = b'[{"id": "a", "features": {"o": {"n": 1}}}, {"id": "b"}]'
+    first, second = pools.get_raw(compact), pools.get_raw(spaced)
+    assert first is not None and second is not None and first is not second
+    assert (first.ids, first.lines) == (second.ids, second.lines)
+    assert pools.get_raw(compact) is first and (pools.hits, pools.misses) == (1, 2)
+    assert pools.get_raw(b'[{"id": "a"}, {"id": "a"}]') is None
+    assert pools.get_raw(b'[{"id": "a"') is None
+    assert pools.get_raw(b'{"id": "a"}') is None
+
+
+def test_a_body_read_from_its_bytes_finds_its_pool_by_them(two_apps):
+    (app, keys), _ = two_apps
+    pools = app.extensions["bandits"].decisions.pools
+    body = b'{"actions": ' + _ACTIONS + b', "slots": [{"id": "s", "baseline": "b"}]}'
+    headers = {"Authorization": f"Bearer {keys['ccb']}"}
+    hits = pools.hits
+    for _ in range(3):
+        reply = app.test_client().post("/v1/loops/ccb/choose", data=body, headers=headers,
+                                       content_type="application/json")
+        assert reply.status_code == 201, reply.json
+    assert pools.hits >= hits + 2 and _ACTIONS in pools._raw
