@@ -64,7 +64,8 @@ def migrated_postgres_url(postgres_url: str) -> str:
     return postgres_url
 
 
-TABLES = ("jobs", "outcomes", "decisions", "api_keys", "loop_config_versions", "loops")
+TABLES = ("jobs", "outcomes", "decisions", "action_pools", "api_keys", "loop_config_versions",
+          "loops")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

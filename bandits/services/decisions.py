@@ -60,6 +60,7 @@ class DecisionService:
             baseline=baseline, chosen=ids[chosen], probability=pmf[chosen], pmf=pmf,
             model_version=loop.policy.model_version, config_version=loop.config_version,
             learning_mode=loop.config.learning_mode, seed=seed, deferred=request.defer,
+            actions_pool=pool.digest if pool is not None else None,
         )
         self._log(row)
         return {
@@ -121,6 +122,7 @@ class DecisionService:
             probability=first["probability"], pmf=first["pmf"],
             model_version=loop.policy.model_version, config_version=loop.config_version,
             learning_mode=loop.config.learning_mode, seed=seed, deferred=request.defer, slots=logged,
+            actions_pool=pool.digest if pool is not None else None,
         )
         self._log(row)
         replies = []
@@ -289,9 +291,12 @@ class DecisionService:
             if decision is None:
                 raise _event_not_found(event_id)
             outcomes = store.outcomes_for(loop.loop_id, event_id, session=session)
+            actions = store.logged_actions_of(decision, session=session)
         return {
             "event_id": decision.event_id, "ts": iso(decision.ts),
-            "context": decision.context, "actions": decision.actions, "excluded": decision.excluded,
+            "context": decision.context,
+            "actions": actions,
+            "excluded": decision.excluded,
             "baseline": decision.baseline, "action": decision.chosen,
             "probability": decision.probability, "pmf": decision.pmf, "slots": decision.slots,
             "model_version": decision.model_version, "config_version": decision.config_version,

@@ -7,12 +7,14 @@ pool's JSON (orjson's spelling of the parsed ``actions``, which spells every id,
 and type exactly): checking them as the schema does, their ids and positions, their VW lines,
 and their entry in the decision log, serialised. Only pools that passed every check are
 remembered; a pool with a problem is not, and the request takes the full path, which words the
-error as always. Pools whose JSON is long, or holds a null, are not remembered (orjson writes
+error as always. The decision log stores each pool once per loop (table ``action_pools``), and
+each decision names its pool by ``digest``. Pools whose JSON is long, or holds a null, are not remembered (orjson writes
 NaN and infinities as null, so such a key could stand for a value that must be refused).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,7 @@ class Pool:
     positions: dict[str, int]  # id -> index
     lines: list[str]  # VW text of each action (bandits.learning.features.action_line)
     logged: orjson.Fragment  # the decision log's `actions`, serialised
+    digest: str  # its name in the log (bandits.store.models.ActionPool)
     serial: int  # this pool's number in the process (a key for VW's parse of its lines)
 
 
@@ -108,8 +111,10 @@ def _pool(raw: list[Any]) -> Pool | None:
         lines = [action_line(action.id, action.features) for action in actions]
     except FeatureError:
         return None
-    logged = orjson.Fragment(orjson.dumps(logged_actions(actions)))
-    return Pool(actions, list(positions), positions, lines, logged, next(_serials))
+    logged = orjson.dumps(logged_actions(actions))
+    digest = hashlib.sha256(logged).hexdigest()[:32]
+    return Pool(actions, list(positions), positions, lines, orjson.Fragment(logged), digest,
+                next(_serials))
 
 
 _serials = itertools.count()

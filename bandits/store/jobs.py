@@ -10,6 +10,7 @@ from sqlalchemy import ARRAY, Text, and_, any_, bindparam, cast, func, or_, sele
 from sqlalchemy.orm import Session
 
 from bandits.store.db import Database, utcnow
+from bandits.store.decisions import LOGGED_ACTIONS, LOGGED_ACTIONS_TEXT, WITH_ACTION_POOLS
 from bandits.store.models import Decision, Job, Outcome
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -171,7 +172,7 @@ def window_pages(db: Database, loop_id: int, since: datetime, until: datetime,
     ``unactivated``: include the deferred decisions never activated too (exports mark them so
     that VW skips them), flagged in :attr:`LoggedEvent.unactivated`. ``after``: start after this
     (ts, event_id), e.g. from :func:`window_position`."""
-    columns = (Decision.event_id, Decision.ts, Decision.context, Decision.actions,
+    columns = (Decision.event_id, Decision.ts, Decision.context, LOGGED_ACTIONS,
                Decision.excluded, Decision.baseline, Decision.chosen, Decision.probability,
                Decision.pmf, Decision.slots, Decision.model_version,
                Decision.deferred & Decision.activated_at.is_(None))
@@ -189,7 +190,7 @@ def window_text_pages(db: Database, loop_id: int, since: datetime, until: dateti
     do not read (PMF, slots, baseline). Decoding every decision's actions was most of the cost of
     reading a page."""
     columns = (Decision.event_id, Decision.ts, cast(Decision.context, Text),
-               cast(Decision.actions, Text), cast(Decision.excluded, Text), Decision.chosen,
+               LOGGED_ACTIONS_TEXT, cast(Decision.excluded, Text), Decision.chosen,
                Decision.probability)
     for rows, outcomes, _ in _pages(db, loop_id, since, until, page_size, False, after, columns):
         yield [LoggedText(*row, outcomes.get(row[0], [])) for row in rows]
@@ -211,7 +212,8 @@ def _pages(db: Database, loop_id: int, since: datetime, until: datetime, page_si
                                  and_(Decision.ts == after[0], Decision.event_id > after[1])))
         with db.session() as session:
             rows = session.execute(
-                select(*columns).where(condition).order_by(Decision.ts, Decision.event_id)
+                select(*columns).select_from(WITH_ACTION_POOLS).where(condition)
+                .order_by(Decision.ts, Decision.event_id)
                 .limit(page_size)
             ).all()
             if not rows:

@@ -94,7 +94,10 @@ class Decision(Base):
     event_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     ts: Mapped[datetime] = mapped_column(Timestamp)
     context: Mapped[dict[str, Any]] = mapped_column(LogJson)
-    actions: Mapped[list[Any]] = mapped_column(LogJson)
+    # The actions offered: here, or (NULL here) those of the action pool named by actions_pool.
+    # Read them with bandits.store.decisions.logged_actions_of / LOGGED_ACTIONS.
+    actions: Mapped[list[Any] | None] = mapped_column(LogJson, nullable=True)
+    actions_pool: Mapped[str | None] = mapped_column(String(32), nullable=True)
     slots: Mapped[list[Any] | None] = mapped_column(LogJson, nullable=True)
     excluded: Mapped[list[str]] = mapped_column(LogJson)
     baseline: Mapped[str | None] = mapped_column(String(256), nullable=True)
@@ -119,6 +122,21 @@ class Decision(Base):
             postgresql_where=text("learned_at IS NULL"), sqlite_where=text("learned_at IS NULL"),
         ),
     )
+
+
+class ActionPool(Base):
+    """A list of actions (ids, features, slots) that decisions offered, stored once per loop.
+
+    Products offer the same actions for many decisions in a row; each such decision names its
+    pool (``decisions.actions_pool``) instead of repeating it. ``digest``: the first 32 hex
+    digits of the SHA-256 of ``actions`` as written (orjson's bytes)."""
+
+    __tablename__ = "action_pools"
+
+    loop_id: Mapped[int] = mapped_column(ForeignKey("loops.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(32), primary_key=True)
+    actions: Mapped[list[Any]] = mapped_column(LogJson)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class Outcome(Base):

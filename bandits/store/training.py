@@ -18,9 +18,12 @@ from bandits.store.models import Decision, Loop, LoopConfigVersion, Model, Outco
 # again and again). Plain SQL, because at tens of thousands of rows per second the ORM's row
 # handling would cost more than the query.
 _LEARN_DECISIONS = (
-    "SELECT event_id, CAST(context AS TEXT), CAST(actions AS TEXT), CAST(excluded AS TEXT), "
-    "baseline, chosen, probability, learning_mode, NULLIF(CAST(slots AS TEXT), 'null') FROM decisions "
-    "WHERE loop_id = :loop_id AND event_id {ids}"
+    "SELECT d.event_id, CAST(d.context AS TEXT), "
+    "COALESCE(CAST(d.actions AS TEXT), CAST(p.actions AS TEXT)), CAST(d.excluded AS TEXT), "
+    "d.baseline, d.chosen, d.probability, d.learning_mode, NULLIF(CAST(d.slots AS TEXT), 'null') "
+    "FROM decisions AS d LEFT JOIN action_pools AS p "
+    "ON p.loop_id = d.loop_id AND p.digest = d.actions_pool "  # the actions, where they are stored
+    "WHERE d.loop_id = :loop_id AND d.event_id {ids}"
 )
 _LEARN_OUTCOMES = (
     "SELECT event_id, slot, objective, value FROM outcomes "

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from bandits.services.loops import LoopService
+from bandits.store.decisions import logged_actions_of
 from bandits.store.models import Decision, Loop, LoopConfigVersion
 from tests.conftest import ADMIN, ADMIN_KEY
 from tests.helpers import actions, count_rows
@@ -273,7 +274,8 @@ def test_the_log_holds_every_slots_choice_probability_and_distribution(client, d
         row = session.scalars(select(Decision).where(Decision.event_id == "logged")).one()
         assert row.slots == event["slots"]
         assert (row.chosen, row.probability, row.pmf) == (first["chosen"], first["probability"], first["pmf"])
-        assert row.actions == asked["actions"]
+        assert row.actions is None  # stored once, in the loop's action pools
+        assert logged_actions_of(row, session=session) == asked["actions"]
 
 
 def test_ccb_logged_distributions_leave_out_what_earlier_slots_took(client, ccb):

@@ -9,6 +9,7 @@ import requests
 from sqlalchemy import create_engine, select
 
 from bandits.learning.sampling import sample, seed_for
+from bandits.store.decisions import LOGGED_ACTIONS, WITH_ACTION_POOLS
 from bandits.store.models import Decision, Loop
 from tests.conftest import ADMIN_KEY
 from tests.helpers import choose_body
@@ -48,12 +49,15 @@ def test_concurrent_decisions_are_all_logged_and_seeded(server):
     engine = create_engine(database_url)
     with engine.connect() as connection:
         loop_id = connection.execute(select(Loop.id).where(Loop.name == "e2e")).scalar_one()
-        rows = connection.execute(select(Decision).where(Decision.loop_id == loop_id)).all()
+        rows = connection.execute(
+            select(Decision, LOGGED_ACTIONS.label("logged_actions")).select_from(WITH_ACTION_POOLS)
+            .where(Decision.loop_id == loop_id)
+        ).all()
     engine.dispose()
     # Every acknowledged decision is in the database, as served.
     assert {row.event_id for row in rows} == set(served)
     for row in rows:
-        ids = [action["id"] for action in row.actions]
+        ids = [action["id"] for action in row.logged_actions]
         assert row.chosen == served[row.event_id]["action"]
         assert row.probability == pytest.approx(served[row.event_id]["probability"])
         # The draw is the seeded sample of the logged PMF, whichever worker process served it.

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from bandits.services.loops import LoopService
+from bandits.store.decisions import logged_actions_of
 from bandits.store.models import Decision, Loop, Outcome
 
 # click counts once (max), revenue adds up (sum) with weight 0.1: costs are -(click + 0.1 revenue).
@@ -110,6 +111,7 @@ def stored(db, name: str, kind: str) -> list[Logged]:
         loop_id = session.scalar(select(Loop.id).where(Loop.name == name))
         decisions = session.scalars(select(Decision).where(Decision.loop_id == loop_id)
                                     .order_by(Decision.ts, Decision.event_id)).all()
+        actions = {d.event_id: logged_actions_of(d, session=session) for d in decisions}
         outcomes = session.execute(select(Outcome.event_id, Outcome.slot, Outcome.objective, Outcome.value)
                                    .where(Outcome.loop_id == loop_id)).all()
     by_event: dict[tuple[str, str | None], list[tuple[str, float]]] = {}
@@ -120,7 +122,7 @@ def stored(db, name: str, kind: str) -> list[Logged]:
         slot_rewards = {s["id"]: _reward(by_event.get((d.event_id, s["id"]), [])) for s in d.slots or []}
         reward = (sum(slot_rewards.values()) if kind == "ccb"
                   else _reward(by_event.get((d.event_id, None), [])))
-        logged.append(Logged(d.event_id, d.chosen, d.probability, list(d.pmf), [a["id"] for a in d.actions],
+        logged.append(Logged(d.event_id, d.chosen, d.probability, list(d.pmf), [a["id"] for a in actions[d.event_id]],
                              list(d.excluded), d.deferred and d.activated_at is None, d.slots, reward,
                              slot_rewards))
     return logged

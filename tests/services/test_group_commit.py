@@ -112,7 +112,7 @@ def test_a_connection_lost_fails_its_batch_and_the_next_batch_reconnects(db, loo
             ended = connection.execute(text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND query LIKE 'INSERT INTO decisions%'"
+                "AND query LIKE '%INSERT INTO decisions%'"
             )).scalars().all()
         assert ended == [True]
         with pytest.raises(psycopg.OperationalError):
