@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import uuid
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +49,7 @@ class DecisionService:
         shared = shared_example(context)
         excluded = set(request.excluded)
         baseline = request.baseline if request.baseline is not None else _first_allowed(ids, excluded)
-        event_id = request.event_id if request.event_id is not None else uuid.uuid4().hex
+        event_id = request.event_id if request.event_id is not None else new_event_id()
         pmf = self._pmf(loop, shared, lines, ids, excluded, baseline)
         seed = seed_for(loop.loop_id, event_id)
         chosen = sample(pmf, seed)
@@ -89,7 +89,7 @@ class DecisionService:
         allowed, candidates = (ccb_slots if kind == "ccb" else slates_slots)(request, positions)
         shared, lines = _featurise(request, pool)
         slot_lines = featurise_slots(slots)
-        event_id = request.event_id if request.event_id is not None else uuid.uuid4().hex
+        event_id = request.event_id if request.event_id is not None else new_event_id()
         seed = seed_for(loop.loop_id, event_id)
         if loop.config.learning_mode == "apprentice":
             # Apprentice serves what the product would have shown, with certainty.
@@ -337,6 +337,12 @@ def _ranking(
         range(len(pmf)) if candidates is None else candidates, key=pmf.__getitem__, reverse=True
     )
     return [{"id": ids[i], "probability": pmf[i]} for i in order]
+
+
+def new_event_id() -> str:
+    """An event id for a request that brought none: 32 random hex digits (as uuid4().hex, for a
+    third of its CPU)."""
+    return secrets.token_hex(16)
 
 
 def _first_allowed(ids: list[str], excluded: set[str]) -> str:
