@@ -18,7 +18,7 @@ from bandits.learning.features import FeatureError, action_line, namespaces_text
 from bandits.learning.sampling import normalise, sample, seed_for
 from bandits.services.group_commit import GroupCommitter
 from bandits.services.pools import ActionPools, Pool, logged_actions
-from bandits.services.slots import ccb_slots, featurise_slots, slates_slots
+from bandits.services.slots import SlotPlans, ccb_slots, featurise_slots, slates_slots
 from bandits.services.runtime import LoopRuntime
 from bandits.store import decisions as store
 from bandits.store.db import Database, iso, utcnow
@@ -31,6 +31,7 @@ class DecisionService:
         self._writer = store.DecisionWriter(db.engine)
         self._committer: GroupCommitter[DecisionRow, bool] = GroupCommitter(self._writer.write)
         self.pools = ActionPools()
+        self.slot_plans = SlotPlans()
 
     def close(self) -> None:
         self._writer.close()
@@ -86,9 +87,16 @@ class DecisionService:
             raise bad_request(
                 "InvalidChooseRequest", f"a {kind} loop fills slots: give `slots`, in order", "slots"
             )
-        allowed, candidates = (ccb_slots if kind == "ccb" else slates_slots)(request, positions)
-        shared, lines = _featurise(request, pool)
-        slot_lines = featurise_slots(slots)
+        key = self.slot_plans.key(kind, pool, slots)
+        plan = self.slot_plans.get(key)
+        if plan is None:
+            allowed, candidates = (ccb_slots if kind == "ccb" else slates_slots)(request, positions)
+            shared, lines = _featurise(request, pool)
+            slot_lines = featurise_slots(slots)
+            self.slot_plans.keep(key, (allowed, candidates, slot_lines))
+        else:
+            allowed, candidates, slot_lines = plan
+            shared, lines = _featurise(request, pool)
         event_id = request.event_id if request.event_id is not None else new_event_id()
         seed = seed_for(loop.loop_id, event_id)
         if loop.config.learning_mode == "apprentice":

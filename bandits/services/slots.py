@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from bandits.errors import ApiError, bad_request, unprocessable
 from bandits.learning.examples import slot_line
 from bandits.learning.features import FeatureError
@@ -131,3 +135,35 @@ def slates_slots(
         excluded = set(slot.excluded)
         allowed.append(tuple(i for i in own[k] if request.actions[i].id not in excluded))
     return allowed, own
+
+
+SlotPlan = tuple[list[Any], list[Any], list[str]]  # allowed, candidates, slot lines
+
+
+class SlotPlans:
+    """What the slots of a request make with its pool, kept: the checks of ``ccb_slots`` or
+    ``slates_slots`` (each slot's allowed actions and candidates) and the slots' VW lines. A page
+    sends the same slots with the same actions again and again. Kept by (kind, pool, the slots'
+    JSON) for requests whose actions are a pool (bandits.services.pools), and only once every
+    check passed; slots whose JSON holds a null are not kept (msgspec writes NaN and infinities
+    as null), so a request with a problem always meets the checks that word it."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._plans: dict[Any, SlotPlan] = {}
+        self._limit = limit
+
+    def key(self, kind: str, pool: Any, slots: list[Any]) -> Any | None:
+        if pool is None:
+            return None
+        encoded = msgspec.json.encode(slots)
+        return None if b"null" in encoded else (kind, pool.serial, encoded)
+
+    def get(self, key: Any | None) -> SlotPlan | None:
+        return self._plans.get(key) if key is not None else None
+
+    def keep(self, key: Any | None, plan: SlotPlan) -> None:
+        if key is None:
+            return
+        if len(self._plans) >= self._limit:
+            self._plans.clear()
+        self._plans[key] = plan

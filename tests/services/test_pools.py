@@ -231,3 +231,18 @@ def test_a_body_read_from_its_bytes_finds_its_pool_by_them(two_apps):
                                        content_type="application/json")
         assert reply.status_code == 201, reply.json
     assert pools.hits >= hits + 2 and _ACTIONS in pools._raw
+
+
+def test_slots_met_again_with_the_same_pool_reuse_their_checks_and_lines(two_apps):
+    (app, keys), _ = two_apps
+    plans = app.extensions["bandits"].decisions.slot_plans
+    headers = {"Authorization": f"Bearer {keys['ccb']}"}
+    body = {"actions": ACTIONS, "slots": SLOTS}
+    for _ in range(2):
+        assert app.test_client().post("/v1/loops/ccb/choose", json=body, headers=headers).status_code == 201
+    kept = [key for key in plans._plans if key[0] == "ccb"]
+    assert kept, "the slots' plan was not kept"
+    # the same slots with a problem in one of them are checked again, not served from the plan
+    bad = {"actions": ACTIONS, "slots": [SLOTS[0], {**SLOTS[1], "excluded": ["zz"]}]}
+    reply = app.test_client().post("/v1/loops/ccb/choose", json=bad, headers=headers)
+    assert reply.status_code == 400 and reply.json["error"]["target"] == "slots[1].excluded[0]"
