@@ -31,14 +31,13 @@ if _STEP == "parse":
 
     fast.FastChoose.__call__ = _parse_only
 elif _STEP == "validate":
-    from bandits.api import fast
-    from bandits.api.events import checked_choose
+    from bandits.services.decisions import DecisionService
 
-    def _validated(held, loop, body):
-        request, _pool = checked_choose(held, body)
+    def _validated(self, loop, request, pool=None):
+        # reached once the body is checked, from its bytes or parsed (bandits.api.fast)
         return {"event_id": "x", "action": request.actions[0].id, "probability": 1.0}
 
-    fast.chosen = _validated
+    DecisionService.choose = _validated
 elif _STEP == "nowrite":
     from bandits.store.decisions import DecisionWriter
 
