@@ -7,9 +7,11 @@ pool's JSON (orjson's spelling of the parsed ``actions``, which spells every id,
 and type exactly): checking them as the schema does, their ids and positions, their VW lines,
 and their entry in the decision log, serialised. Only pools that passed every check are
 remembered; a pool with a problem is not, and the request takes the full path, which words the
-error as always. The decision log stores each pool once per loop (table ``action_pools``), and
-each decision names its pool by ``digest``. Pools whose JSON is long, or holds a null, are not remembered (orjson writes
-NaN and infinities as null, so such a key could stand for a value that must be refused).
+error as always. Long pools are not remembered. Nor, under orjson's spelling, are pools holding a
+null (orjson writes NaN and infinities as null, so such a key could stand for a value that must
+be refused); a body read from its bytes (:meth:`ActionPools.get_raw`) is keyed by the JSON that
+came, in which a null is a null. The decision log stores each pool once per loop (table
+``action_pools``), and each decision names its pool by ``digest``.
 """
 
 from __future__ import annotations

@@ -103,9 +103,13 @@ class DecisionWriter:
 
     def write(self, rows: list[DecisionRow]) -> list[bool]:
         unique, first_seen = _first_occurrences(rows)
-        if time.monotonic() - self._written_since > WRITTEN_POOLS_SECONDS:
+        if time.monotonic() - self._written_since > WRITTEN_POOLS_SECONDS or (
+            self._postgres and (self._connection is None or self._connection.closed)
+        ):
             # Written again, once each (ON CONFLICT DO NOTHING): a log restored or truncated
-            # under a running service gets its pools back within this time.
+            # under a running service gets its pools back within this time, and a new
+            # connection (maybe to another server, after a failover) gets them with its first
+            # batch. Decided before the batch's pools are taken, so that batch carries them.
             self._written.clear()
             self._written_since = time.monotonic()
         pools = self._take_pools(unique)
@@ -177,7 +181,6 @@ class DecisionWriter:
             self._connection = psycopg.connect(
                 url.render_as_string(hide_password=False), autocommit=True
             )
-            self._written.clear()  # a new connection may be to another server (a failover)
             prepared = self._connection.pgconn.prepare(_PG_STATEMENT, _PG_INSERT)
             _check(prepared, pq.ExecStatus.COMMAND_OK)
         return self._connection

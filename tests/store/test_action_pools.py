@@ -109,3 +109,18 @@ def test_pools_known_written_are_forgotten_after_a_while(db, monkeypatch):
     writer.write([_row(loop_id, "e2")])
     writer.close()
     assert _pools(db) == [(loop_id, DIGEST)]
+
+
+def test_a_new_connection_writes_the_pools_again_with_its_first_batch(db, database_url):
+    """After a failover the writer's new connection may reach a server without the pool."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite is written through SQLAlchemy: the writer holds no connection")
+    loop_id = _loop(db, "l")
+    writer = DecisionWriter(db.engine)
+    writer.write([_row(loop_id, "e1")])
+    with db.session() as session:
+        session.execute(ActionPool.__table__.delete())
+    writer._connection.close()  # the old server's connection ends
+    writer.write([_row(loop_id, "e2")])
+    writer.close()
+    assert _pools(db) == [(loop_id, DIGEST)]
